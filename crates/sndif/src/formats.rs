@@ -129,7 +129,8 @@ impl PcmFormat {
     pub fn from_xenstore(name: &str) -> Option<Self> {
         let name = name.trim();
         ALL_FORMATS.iter().copied().find(|f| {
-            f.xenstore_name().eq_ignore_ascii_case(name) || f.libxl_name().eq_ignore_ascii_case(name)
+            f.xenstore_name().eq_ignore_ascii_case(name)
+                || f.libxl_name().eq_ignore_ascii_case(name)
         })
     }
 
@@ -228,7 +229,10 @@ mod tests {
         assert_eq!(PcmFormat::from_xenstore("float_le"), Some(PcmFormat::F32Le));
         assert_eq!(PcmFormat::from_xenstore("F32_LE"), Some(PcmFormat::F32Le));
         assert_eq!(PcmFormat::from_xenstore(" f64_be "), Some(PcmFormat::F64Be));
-        assert_eq!(PcmFormat::from_xenstore("Float64_BE"), Some(PcmFormat::F64Be));
+        assert_eq!(
+            PcmFormat::from_xenstore("Float64_BE"),
+            Some(PcmFormat::F64Be)
+        );
         assert_eq!(PcmFormat::from_xenstore("S16_LE"), Some(PcmFormat::S16Le));
         assert_eq!(PcmFormat::from_xenstore("s16le"), None);
         assert_eq!(PcmFormat::from_xenstore(""), None);
