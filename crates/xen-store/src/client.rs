@@ -656,7 +656,10 @@ impl Xs {
     /// over, at most [`TRANSACTION_ATTEMPTS`] times, then fail with
     /// [`Error::TransactionConflict`]. Any other error of `f` aborts and is returned.
     pub fn transaction<T>(&self, mut f: impl FnMut(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        for _ in 0..TRANSACTION_ATTEMPTS {
+        for attempt in 0..TRANSACTION_ATTEMPTS {
+            if attempt > 0 {
+                conflict_backoff(attempt);
+            }
             let t = self.begin()?;
             match f(&t) {
                 Ok(value) => match t.commit() {
@@ -672,6 +675,17 @@ impl Xs {
             attempts: TRANSACTION_ATTEMPTS,
         })
     }
+}
+
+/// Waits a little before retrying a conflicting transaction, so that writers that keep colliding
+/// drift apart: a random delay below `2^attempt` × 100 µs, capped at about 25 ms.
+fn conflict_backoff(attempt: u32) {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    let ceiling_us = 100u64 << attempt.min(8);
+    std::thread::sleep(Duration::from_micros(h.finish() % ceiling_us));
 }
 
 impl Drop for Xs {
