@@ -21,9 +21,10 @@
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
-use sndif::{parse_card, BackRing, ConfigError, ConfigSource, EventError, EventWriter, RingError};
+use sndif::{parse_card, BackRing, ConfigError, EventError, EventWriter, RingError};
 use xen_access::{
-    EventChannels, EvtchnError, GrantError, GrantMap, Port, StoreError, StoreOps, XenStore,
+    EventChannels, EvtchnError, GrantError, GrantMap, Port, StoreConfigSource, StoreError,
+    StoreOps, XenStore,
 };
 
 use crate::ids::{DeviceKey, StreamId};
@@ -131,35 +132,6 @@ pub enum BindError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// Reads the card configuration below a frontend device directory through xenstore.
-struct StoreSource<'a> {
-    store: &'a dyn XenStore,
-    base: &'a str,
-}
-
-impl StoreSource<'_> {
-    fn path(&self, rel: &str) -> String {
-        let rel = rel.trim_matches('/');
-        if rel.is_empty() {
-            self.base.to_owned()
-        } else {
-            format!("{}/{rel}", self.base)
-        }
-    }
-}
-
-impl ConfigSource for StoreSource<'_> {
-    type Error = StoreError;
-
-    fn read(&self, path: &str) -> Result<Option<String>, StoreError> {
-        self.store.read(&self.path(path))
-    }
-
-    fn list(&self, path: &str) -> Result<Vec<String>, StoreError> {
-        self.store.directory(&self.path(path))
-    }
 }
 
 /// What every handler of one backend shares.
@@ -484,10 +456,7 @@ impl DeviceHandler {
 
     /// snd_be's `onBind`: every stream of the card, in card order.
     fn bind(&mut self, env: &DeviceEnv) -> Result<(), BindError> {
-        let src = StoreSource {
-            store: env.store.as_ref(),
-            base: &self.fe_path,
-        };
+        let src = StoreConfigSource::new(env.store.as_ref(), &self.fe_path);
         let card = parse_card(&src).map_err(|source| BindError::Config {
             path: self.fe_path.clone(),
             source,

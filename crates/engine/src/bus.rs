@@ -38,9 +38,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use sndif::config::{keys, parse_card, ConfigError, ConfigSource, ConfigWarning};
+use sndif::config::{keys, parse_card, ConfigError, ConfigWarning};
 use sndif::wire::HwParam;
-use xen_access::{DomId, StoreError, StoreOps, XenStore};
+use xen_access::{DomId, StoreConfigSource, StoreOps, XenStore};
 
 use crate::error::{BusError, StreamError, StreamId};
 use crate::stream::{intersect_hw, query_space, Link, Stream, StreamOptions, StreamSpec};
@@ -336,35 +336,6 @@ impl Frontend {
 impl Drop for Frontend {
     fn drop(&mut self) {
         let _ = self.shutdown();
-    }
-}
-
-/// Reads the card configuration through xenstore, relative to the card directory.
-struct StoreSource<'a> {
-    store: &'a dyn XenStore,
-    dir: &'a str,
-}
-
-impl StoreSource<'_> {
-    fn path(&self, rel: &str) -> String {
-        let rel = rel.trim_matches('/');
-        if rel.is_empty() {
-            self.dir.to_owned()
-        } else {
-            format!("{}/{rel}", self.dir)
-        }
-    }
-}
-
-impl ConfigSource for StoreSource<'_> {
-    type Error = StoreError;
-
-    fn read(&self, path: &str) -> Result<Option<String>, StoreError> {
-        self.store.read(&self.path(path))
-    }
-
-    fn list(&self, path: &str) -> Result<Vec<String>, StoreError> {
-        self.store.directory(&self.path(path))
     }
 }
 
@@ -768,10 +739,7 @@ impl Bus {
                 });
             }
         }
-        let source = StoreSource {
-            store: self.store(),
-            dir: &card.fe,
-        };
+        let source = StoreConfigSource::new(self.store(), &card.fe);
         let config = parse_card(&source).map_err(|source| BusError::Config {
             card: card.id,
             path: card.fe.clone(),

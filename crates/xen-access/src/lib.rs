@@ -217,3 +217,47 @@ pub trait EvtchnHandle: Send {
     fn pending(&self) -> Result<Option<Port>, EvtchnError>;
     fn unmask(&self, port: Port) -> Result<(), EvtchnError>;
 }
+
+/// A vsnd device directory in xenstore, read as a [`sndif::ConfigSource`]: paths given to it are
+/// relative to `dir`. Both the frontend and the backend parse the card configuration through it.
+#[derive(Clone, Copy)]
+pub struct StoreConfigSource<'a> {
+    store: &'a dyn XenStore,
+    dir: &'a str,
+}
+
+impl<'a> StoreConfigSource<'a> {
+    /// Reads the configuration below `dir` (e.g. `/local/domain/1/device/vsnd/0`).
+    pub fn new(store: &'a dyn XenStore, dir: &'a str) -> Self {
+        StoreConfigSource { store, dir }
+    }
+
+    fn path(&self, rel: &str) -> String {
+        let rel = rel.trim_matches('/');
+        if rel.is_empty() {
+            self.dir.to_owned()
+        } else {
+            format!("{}/{rel}", self.dir)
+        }
+    }
+}
+
+impl fmt::Debug for StoreConfigSource<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfigSource")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl sndif::ConfigSource for StoreConfigSource<'_> {
+    type Error = StoreError;
+
+    fn read(&self, path: &str) -> Result<Option<String>, StoreError> {
+        self.store.read(&self.path(path))
+    }
+
+    fn list(&self, path: &str) -> Result<Vec<String>, StoreError> {
+        self.store.directory(&self.path(path))
+    }
+}
