@@ -8,10 +8,9 @@
 //! the event-slot placement of `XENSND_IN_RING_REF` across the counter wrap.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
+use c_probe::Probe;
 use sndif::layout as l;
 use sndif::wire::{ALL_OPERATIONS, ALL_TRIGGER_TYPES};
 use sndif::{
@@ -20,56 +19,22 @@ use sndif::{
     RwParams, SharedMem, TriggerType, ALL_FORMATS,
 };
 
-const INSTALL_HINT: &str =
-    "this test needs a C compiler and the Xen public headers: apt-get install gcc libxen-dev";
 const SNDIF_H: &str = "/usr/include/xen/io/sndif.h";
 
 /// Name → value lines printed by the C probe.
 fn c_facts() -> &'static BTreeMap<String, String> {
     static FACTS: OnceLock<BTreeMap<String, String>> = OnceLock::new();
-    FACTS.get_or_init(run_probe)
-}
-
-fn run_probe() -> BTreeMap<String, String> {
-    assert!(
-        Path::new(SNDIF_H).exists(),
-        "{SNDIF_H} not found; {INSTALL_HINT}"
-    );
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/layout.c");
-    let exe: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sndif_layout_probe");
-    let out = Command::new("cc")
-        .args(["-std=gnu11", "-O1", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `cc`: {e}; {INSTALL_HINT}"));
-    assert!(
-        out.status.success(),
-        "compiling {} failed ({}):\n{}\n{INSTALL_HINT}",
-        src.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = Command::new(&exe)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
-    assert!(
-        run.status.success(),
-        "{} failed ({}):\n{}",
-        exe.display(),
-        run.status,
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let text = String::from_utf8(run.stdout).expect("probe output is UTF-8");
-    let mut facts = BTreeMap::new();
-    for line in text.lines() {
-        let (name, value) = line
-            .split_once(' ')
-            .unwrap_or_else(|| panic!("malformed probe line {line:?}"));
-        let dup = facts.insert(name.to_string(), value.to_string());
-        assert!(dup.is_none(), "probe printed {name} twice");
-    }
-    facts
+    FACTS.get_or_init(|| {
+        Probe::new(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/c/layout.c"),
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/sndif_layout_probe"),
+        )
+        .flag("-std=gnu11")
+        .flag("-O1")
+        .package("libxen-dev")
+        .require(SNDIF_H)
+        .lines()
+    })
 }
 
 fn fact(name: &str) -> &'static str {
@@ -290,109 +255,82 @@ fn rw(offset: u32, length: u32) -> RwParams {
     RwParams { offset, length }
 }
 
+fn req(id: u16, body: RequestBody) -> Request {
+    Request { id, body }
+}
+
+/// Decodes each named C message into the value the test expects and encodes that value back into
+/// the same bytes; returns how many messages were compared.
+fn compare_messages<T: Clone + PartialEq + std::fmt::Debug, E: PartialEq + std::fmt::Debug>(
+    cases: Vec<(&str, T)>,
+    decode: impl Fn(&[u8; 64]) -> Result<T, E>,
+    encode: impl Fn(&T) -> [u8; 64],
+) -> usize {
+    let count = cases.len();
+    for (name, want) in cases {
+        let c = msg_bytes(name);
+        assert_eq!(
+            decode(&c),
+            Ok(want.clone()),
+            "{name}: Rust decode of C bytes"
+        );
+        assert_eq!(
+            encode(&want),
+            c,
+            "{name}: Rust encoding differs from C bytes"
+        );
+    }
+    count
+}
+
 #[test]
 fn c_built_messages_decode_and_rust_encodes_the_same_bytes() {
-    let requests = [
-        (
-            "MSG_REQ_OPEN",
-            Request {
-                id: 0x1101,
-                body: RequestBody::Open(OpenParams {
-                    rate: 44100,
-                    format: PcmFormat::F32Be,
-                    channels: 6,
-                    buffer_sz: 0x0012_3456,
-                    gref_directory: 0x0a0b_0c0d,
-                    period_sz: 0x0001_0203,
-                }),
-            },
-        ),
-        (
-            "MSG_REQ_CLOSE",
-            Request {
-                id: 0x1102,
-                body: RequestBody::Close,
-            },
-        ),
-        (
-            "MSG_REQ_READ",
-            Request {
-                id: 0x1103,
-                body: RequestBody::Read(rw(0x100, 0x200)),
-            },
-        ),
+    use RequestBody as B;
+    let open = OpenParams {
+        rate: 44100,
+        format: PcmFormat::F32Be,
+        channels: 6,
+        buffer_sz: 0x0012_3456,
+        gref_directory: 0x0a0b_0c0d,
+        period_sz: 0x0001_0203,
+    };
+    let requests = vec![
+        ("MSG_REQ_OPEN", req(0x1101, B::Open(open))),
+        ("MSG_REQ_CLOSE", req(0x1102, B::Close)),
+        ("MSG_REQ_READ", req(0x1103, B::Read(rw(0x100, 0x200)))),
         (
             "MSG_REQ_WRITE",
-            Request {
-                id: 0x1104,
-                body: RequestBody::Write(rw(0xffff_f000, 0xfff)),
-            },
+            req(0x1104, B::Write(rw(0xffff_f000, 0xfff))),
         ),
         (
             "MSG_REQ_SET_VOLUME",
-            Request {
-                id: 0x1105,
-                body: RequestBody::SetVolume(rw(0x10, 0x20)),
-            },
+            req(0x1105, B::SetVolume(rw(0x10, 0x20))),
         ),
         (
             "MSG_REQ_GET_VOLUME",
-            Request {
-                id: 0x1106,
-                body: RequestBody::GetVolume(rw(0x30, 0x40)),
-            },
+            req(0x1106, B::GetVolume(rw(0x30, 0x40))),
         ),
-        (
-            "MSG_REQ_MUTE",
-            Request {
-                id: 0x1107,
-                body: RequestBody::Mute(rw(0x50, 0x60)),
-            },
-        ),
-        (
-            "MSG_REQ_UNMUTE",
-            Request {
-                id: 0x1108,
-                body: RequestBody::Unmute(rw(0x70, 0x80)),
-            },
-        ),
+        ("MSG_REQ_MUTE", req(0x1107, B::Mute(rw(0x50, 0x60)))),
+        ("MSG_REQ_UNMUTE", req(0x1108, B::Unmute(rw(0x70, 0x80)))),
         (
             "MSG_REQ_TRIGGER_START",
-            Request {
-                id: 0x1109,
-                body: RequestBody::Trigger(TriggerType::Start),
-            },
+            req(0x1109, B::Trigger(TriggerType::Start)),
         ),
         (
             "MSG_REQ_TRIGGER_PAUSE",
-            Request {
-                id: 0x110a,
-                body: RequestBody::Trigger(TriggerType::Pause),
-            },
+            req(0x110a, B::Trigger(TriggerType::Pause)),
         ),
         (
             "MSG_REQ_TRIGGER_STOP",
-            Request {
-                id: 0x110b,
-                body: RequestBody::Trigger(TriggerType::Stop),
-            },
+            req(0x110b, B::Trigger(TriggerType::Stop)),
         ),
         (
             "MSG_REQ_TRIGGER_RESUME",
-            Request {
-                id: 0x110c,
-                body: RequestBody::Trigger(TriggerType::Resume),
-            },
+            req(0x110c, B::Trigger(TriggerType::Resume)),
         ),
-        (
-            "MSG_REQ_HW_PARAM_QUERY",
-            Request {
-                id: 0x1110,
-                body: RequestBody::HwParamQuery(hw()),
-            },
-        ),
+        ("MSG_REQ_HW_PARAM_QUERY", req(0x1110, B::HwParamQuery(hw()))),
     ];
-    let responses = [
+    let responses = vec![
         ("MSG_RSP_OPEN_OK", Response::ok(0x2201, Operation::Open)),
         (
             "MSG_RSP_WRITE_EINVAL",
@@ -408,7 +346,7 @@ fn c_built_messages_decode_and_rust_encodes_the_same_bytes() {
             },
         ),
     ];
-    let events = [(
+    let events = vec![(
         "MSG_EVT_CUR_POS",
         Event {
             id: 0xfedc,
@@ -418,58 +356,15 @@ fn c_built_messages_decode_and_rust_encodes_the_same_bytes() {
         },
     )];
 
-    let mut checked = 0;
-    for (name, want) in requests {
-        let c = msg_bytes(name);
-        assert_eq!(
-            Request::decode(&c),
-            Ok(want),
-            "{name}: Rust decode of C bytes"
-        );
-        assert_eq!(
-            want.encode(),
-            c,
-            "{name}: Rust encoding differs from C bytes"
-        );
-        checked += 1;
-    }
-    for (name, want) in responses {
-        let c = msg_bytes(name);
-        assert_eq!(
-            Response::decode(&c),
-            Ok(want),
-            "{name}: Rust decode of C bytes"
-        );
-        assert_eq!(
-            want.encode(),
-            c,
-            "{name}: Rust encoding differs from C bytes"
-        );
-        checked += 1;
-    }
-    for (name, want) in events {
-        let c = msg_bytes(name);
-        assert_eq!(
-            Event::decode(&c),
-            Ok(want),
-            "{name}: Rust decode of C bytes"
-        );
-        assert_eq!(
-            want.encode(),
-            c,
-            "{name}: Rust encoding differs from C bytes"
-        );
-        checked += 1;
-    }
+    let checked = compare_messages(requests, Request::decode, Request::encode)
+        + compare_messages(responses, Response::decode, Response::encode)
+        + compare_messages(events, Event::decode, Event::encode);
     let printed = c_facts().keys().filter(|k| k.starts_with("MSG_")).count();
     assert_eq!(checked, printed, "every C message is compared");
 }
 
 fn write_req(id: u16, offset: u32) -> Request {
-    Request {
-        id,
-        body: RequestBody::Write(rw(offset, 16)),
-    }
+    req(id, RequestBody::Write(rw(offset, 16)))
 }
 
 /// Replays the scenario of `ring_scenario()` in layout.c with the Rust ring ends.

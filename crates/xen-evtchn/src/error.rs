@@ -2,6 +2,8 @@
 
 use std::{fmt, io, path::PathBuf};
 
+use xen_ioctl::OpenError;
+
 use crate::Port;
 
 /// Result alias of this crate.
@@ -12,16 +14,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The device could not be opened.
-    #[error("{}: cannot open: {source}{hint}", path.display())]
-    Open {
-        /// Device path.
-        path: PathBuf,
-        /// The OS error.
-        source: io::Error,
-        /// What usually causes this error (empty if nothing useful is known).
-        hint: &'static str,
-    },
+    /// The device could not be opened (the error names the path and the usual cause).
+    #[error(transparent)]
+    Open(#[from] OpenError),
 
     /// An ioctl, `read`, `write` or `fcntl` failed.
     #[error(
@@ -68,7 +63,8 @@ impl Error {
     /// The OS error number, if the failure came from a system call.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Open { source, .. } | Error::Op { source, .. } => source.raw_os_error(),
+            Error::Open(e) => e.raw_os_error(),
+            Error::Op { source, .. } => source.raw_os_error(),
             Error::Partial { .. } => None,
         }
     }
@@ -85,7 +81,8 @@ impl Error {
 impl From<Error> for io::Error {
     fn from(err: Error) -> Self {
         let kind = match &err {
-            Error::Open { source, .. } | Error::Op { source, .. } => source.kind(),
+            Error::Open(e) => e.kind(),
+            Error::Op { source, .. } => source.kind(),
             Error::Partial { .. } => io::ErrorKind::InvalidData,
         };
         io::Error::new(kind, err)
@@ -106,18 +103,6 @@ impl fmt::Display for Target {
             (None, Some(domain)) => write!(f, " for domain {domain}"),
             (None, None) => Ok(()),
         }
-    }
-}
-
-pub(crate) const MISSING_HINT: &str =
-    " (the device exists only in a Xen domain with the `xen_evtchn` kernel module loaded)";
-
-/// Hint for a failed `open`.
-pub(crate) fn open_hint(err: &io::Error) -> &'static str {
-    match err.raw_os_error() {
-        Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) => MISSING_HINT,
-        Some(libc::EACCES | libc::EPERM) => " (the Xen devices are normally root-only, mode 0600)",
-        _ => "",
     }
 }
 

@@ -23,27 +23,25 @@ pub mod sys;
 
 use std::{
     ffi::c_void,
-    fmt,
-    fs::OpenOptions,
-    io,
-    os::{
-        fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd},
-        unix::fs::OpenOptionsExt,
-    },
-    path::{Path, PathBuf},
+    fmt, io,
+    os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd},
+    path::Path,
 };
 
 pub use error::{Error, Result};
 
-use error::{op_hint, open_hint};
+use error::op_hint;
 use sys::{
     IoctlEvtchnBindInterdomain, IoctlEvtchnBindUnboundPort, IoctlEvtchnNotify, IoctlEvtchnUnbind,
     IOCTL_EVTCHN_BIND_INTERDOMAIN, IOCTL_EVTCHN_BIND_UNBOUND_PORT, IOCTL_EVTCHN_NOTIFY,
     IOCTL_EVTCHN_RESET, IOCTL_EVTCHN_UNBIND, MAX_PORTS_PER_TRANSFER, PORT_SIZE,
 };
+use xen_ioctl::{missing_module_hint, DeviceFile};
 
 /// Default path of the event-channel device.
 pub const EVTCHN_PATH: &str = "/dev/xen/evtchn";
+
+const MISSING_HINT: &str = missing_module_hint!("xen_evtchn");
 
 /// A local event-channel port number (`evtchn_port_t`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -71,8 +69,7 @@ impl From<Port> for u32 {
 /// An open `/dev/xen/evtchn` handle. Every port bound through it is unbound when it is dropped.
 #[derive(Debug)]
 pub struct EventChannel {
-    fd: OwnedFd,
-    path: PathBuf,
+    dev: DeviceFile,
 }
 
 impl EventChannel {
@@ -83,26 +80,14 @@ impl EventChannel {
 
     /// Opens the event-channel device at `path`, read-write and close-on-exec.
     pub fn open_path(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|source| Error::Open {
-                path: path.to_path_buf(),
-                hint: open_hint(&source),
-                source,
-            })?;
         Ok(EventChannel {
-            fd: OwnedFd::from(file),
-            path: path.to_path_buf(),
+            dev: DeviceFile::open(path.as_ref(), MISSING_HINT)?,
         })
     }
 
     /// The device path.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.dev.path()
     }
 
     /// Allocates a new port that `remote_domain` may bind to, bound to this handle
@@ -113,7 +98,7 @@ impl EventChannel {
         };
         // SAFETY: `arg` is the struct this request encodes and lives across the call.
         let rc = unsafe {
-            self.ioctl(
+            self.dev.ioctl(
                 IOCTL_EVTCHN_BIND_UNBOUND_PORT,
                 core::ptr::addr_of_mut!(arg).cast::<c_void>(),
             )
@@ -138,7 +123,7 @@ impl EventChannel {
         };
         // SAFETY: `arg` is the struct this request encodes and lives across the call.
         let rc = unsafe {
-            self.ioctl(
+            self.dev.ioctl(
                 IOCTL_EVTCHN_BIND_INTERDOMAIN,
                 core::ptr::addr_of_mut!(arg).cast::<c_void>(),
             )
@@ -159,7 +144,7 @@ impl EventChannel {
         let mut arg = IoctlEvtchnNotify { port: port.0 };
         // SAFETY: `arg` is the struct this request encodes and lives across the call.
         unsafe {
-            self.ioctl(
+            self.dev.ioctl(
                 IOCTL_EVTCHN_NOTIFY,
                 core::ptr::addr_of_mut!(arg).cast::<c_void>(),
             )
@@ -174,7 +159,7 @@ impl EventChannel {
         let mut arg = IoctlEvtchnUnbind { port: port.0 };
         // SAFETY: `arg` is the struct this request encodes and lives across the call.
         unsafe {
-            self.ioctl(
+            self.dev.ioctl(
                 IOCTL_EVTCHN_UNBIND,
                 core::ptr::addr_of_mut!(arg).cast::<c_void>(),
             )
@@ -187,7 +172,7 @@ impl EventChannel {
     /// Events pending at that moment are lost: re-check the state of every port afterwards.
     pub fn reset(&self) -> Result<()> {
         // SAFETY: this request takes no argument (size 0); the kernel ignores the pointer.
-        unsafe { self.ioctl(IOCTL_EVTCHN_RESET, core::ptr::null_mut()) }
+        unsafe { self.dev.ioctl(IOCTL_EVTCHN_RESET, core::ptr::null_mut()) }
             .map_err(|source| self.op_error("IOCTL_EVTCHN_RESET", None, None, source))?;
         Ok(())
     }
@@ -216,7 +201,7 @@ impl EventChannel {
             // writable bytes in which any bit pattern is a valid value.
             let rc = unsafe {
                 libc::read(
-                    self.fd.as_raw_fd(),
+                    self.dev.as_raw_fd(),
                     ports.as_mut_ptr().cast::<c_void>(),
                     wanted,
                 )
@@ -239,7 +224,7 @@ impl EventChannel {
         }
         if got % PORT_SIZE != 0 {
             return Err(Error::Partial {
-                path: self.path.clone(),
+                path: self.dev.path().to_path_buf(),
                 op: OP,
                 port: None,
                 got,
@@ -264,7 +249,11 @@ impl EventChannel {
                 // SAFETY: `Port` is `repr(transparent)` over `u32`, so `chunk` is `wanted`
                 // readable bytes.
                 let rc = unsafe {
-                    libc::write(self.fd.as_raw_fd(), chunk.as_ptr().cast::<c_void>(), wanted)
+                    libc::write(
+                        self.dev.as_raw_fd(),
+                        chunk.as_ptr().cast::<c_void>(),
+                        wanted,
+                    )
                 };
                 match usize::try_from(rc) {
                     Ok(written) => break written,
@@ -278,7 +267,7 @@ impl EventChannel {
             };
             if written != wanted {
                 return Err(Error::Partial {
-                    path: self.path.clone(),
+                    path: self.dev.path().to_path_buf(),
                     op: OP,
                     port,
                     got: written,
@@ -299,7 +288,7 @@ impl EventChannel {
         };
         if wanted != flags {
             // SAFETY: F_SETFL with an int argument on a descriptor we own.
-            let rc = unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_SETFL, wanted) };
+            let rc = unsafe { libc::fcntl(self.dev.as_raw_fd(), libc::F_SETFL, wanted) };
             if rc < 0 {
                 let source = io::Error::last_os_error();
                 return Err(self.op_error("fcntl(F_SETFL, O_NONBLOCK)", None, None, source));
@@ -315,28 +304,12 @@ impl EventChannel {
 
     fn status_flags(&self) -> Result<libc::c_int> {
         // SAFETY: F_GETFL takes no argument and only reads the descriptor's flags.
-        let flags = unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_GETFL) };
+        let flags = unsafe { libc::fcntl(self.dev.as_raw_fd(), libc::F_GETFL) };
         if flags < 0 {
             let source = io::Error::last_os_error();
             return Err(self.op_error("fcntl(F_GETFL)", None, None, source));
         }
         Ok(flags)
-    }
-
-    /// `ioctl(fd, request, arg)`.
-    ///
-    /// # Safety
-    ///
-    /// `arg` must point to the argument struct `request` encodes (or may be null for a request of
-    /// size 0), valid for the duration of the call.
-    unsafe fn ioctl(&self, request: u32, arg: *mut c_void) -> io::Result<libc::c_int> {
-        // SAFETY: the descriptor is open (owned by `self`); the caller guarantees `arg`.
-        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), ioctl_request(request), arg) };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(rc)
-        }
     }
 
     fn op_error(
@@ -347,7 +320,7 @@ impl EventChannel {
         source: io::Error,
     ) -> Error {
         Error::Op {
-            path: self.path.clone(),
+            path: self.dev.path().to_path_buf(),
             op,
             port,
             domain,
@@ -359,26 +332,19 @@ impl EventChannel {
 
 impl AsFd for EventChannel {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.dev.as_fd()
     }
 }
 
 impl AsRawFd for EventChannel {
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.dev.as_raw_fd()
     }
 }
 
 /// The port a successful bind ioctl returned (`rc >= 0`, so the conversion keeps the value).
 fn port_from_return(rc: libc::c_int) -> Port {
     Port(rc.unsigned_abs())
-}
-
-/// The request number as the C library's `ioctl` declares it (`unsigned long` on glibc, `int` on
-/// musl). Every event-channel request is below 2^31, so the conversion keeps the bits.
-#[allow(clippy::cast_lossless, clippy::cast_possible_wrap)]
-const fn ioctl_request(request: u32) -> libc::Ioctl {
-    request as libc::Ioctl
 }
 
 // The handle is shared between the control and realtime threads: keep it Send + Sync.

@@ -2,82 +2,12 @@
 //!
 //! Everything here is written from the Linux header and checked against it by `tests/uapi.rs`,
 //! which compiles `tests/c/uapi.c` with the system C compiler and compares every number, size and
-//! field offset. Struct names are the header's in CamelCase; field names are the header's.
+//! field offset. Struct names are the header's in CamelCase; field names are the header's. The
+//! request numbers use the `_IOC` encoding of the `xen-ioctl` crate, which checks it.
 
 use core::mem::size_of;
 use libc::c_uint;
-
-/// Width of the command-number field of an ioctl request.
-pub const IOC_NRBITS: u32 = 8;
-/// Width of the type (magic) field of an ioctl request.
-pub const IOC_TYPEBITS: u32 = 8;
-
-#[cfg(any(
-    target_arch = "powerpc",
-    target_arch = "powerpc64",
-    target_arch = "mips",
-    target_arch = "mips32r6",
-    target_arch = "mips64",
-    target_arch = "mips64r6",
-    target_arch = "sparc",
-    target_arch = "sparc64"
-))]
-mod arch {
-    pub const IOC_SIZEBITS: u32 = 13;
-    pub const IOC_NONE: u32 = 1;
-    pub const IOC_READ: u32 = 2;
-    pub const IOC_WRITE: u32 = 4;
-}
-
-#[cfg(not(any(
-    target_arch = "powerpc",
-    target_arch = "powerpc64",
-    target_arch = "mips",
-    target_arch = "mips32r6",
-    target_arch = "mips64",
-    target_arch = "mips64r6",
-    target_arch = "sparc",
-    target_arch = "sparc64"
-)))]
-mod arch {
-    pub const IOC_SIZEBITS: u32 = 14;
-    pub const IOC_NONE: u32 = 0;
-    pub const IOC_READ: u32 = 2;
-    pub const IOC_WRITE: u32 = 1;
-}
-
-/// Width of the argument-size field of an ioctl request (`_IOC_SIZEBITS`).
-pub const IOC_SIZEBITS: u32 = arch::IOC_SIZEBITS;
-/// Direction "no data transfer" (`_IOC_NONE`); every Xen device ioctl uses it.
-pub const IOC_NONE: u32 = arch::IOC_NONE;
-/// Direction "kernel reads" (`_IOC_WRITE`).
-pub const IOC_WRITE: u32 = arch::IOC_WRITE;
-/// Direction "kernel writes" (`_IOC_READ`).
-pub const IOC_READ: u32 = arch::IOC_READ;
-
-/// Bit position of the command number (`_IOC_NRSHIFT`).
-pub const IOC_NRSHIFT: u32 = 0;
-/// Bit position of the type (`_IOC_TYPESHIFT`).
-pub const IOC_TYPESHIFT: u32 = IOC_NRSHIFT + IOC_NRBITS;
-/// Bit position of the size (`_IOC_SIZESHIFT`).
-pub const IOC_SIZESHIFT: u32 = IOC_TYPESHIFT + IOC_TYPEBITS;
-/// Bit position of the direction (`_IOC_DIRSHIFT`).
-pub const IOC_DIRSHIFT: u32 = IOC_SIZESHIFT + IOC_SIZEBITS;
-
-/// The kernel's `_IOC(dir, type, nr, size)` encoding of an ioctl request number.
-///
-/// Evaluated in constant context, a `size` that does not fit the size field fails the build.
-pub const fn ioc(dir: u32, ty: u8, nr: u8, size: usize) -> u32 {
-    assert!(
-        size < (1 << IOC_SIZEBITS),
-        "ioctl argument too large for _IOC"
-    );
-    // The assert above bounds `size`, so the cast is lossless.
-    (dir << IOC_DIRSHIFT)
-        | ((ty as u32) << IOC_TYPESHIFT)
-        | ((nr as u32) << IOC_NRSHIFT)
-        | ((size as u32) << IOC_SIZESHIFT)
-}
+use xen_ioctl::{ioc, IOC_NONE};
 
 /// `struct ioctl_evtchn_bind_virq`.
 #[doc(alias = "ioctl_evtchn_bind_virq")]

@@ -2,6 +2,8 @@
 
 use std::{io, path::PathBuf};
 
+use xen_ioctl::OpenError;
+
 use crate::UnmapNotify;
 
 /// Result alias of this crate.
@@ -12,16 +14,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The device could not be opened.
-    #[error("{}: cannot open: {source}{hint}", path.display())]
-    Open {
-        /// Device path.
-        path: PathBuf,
-        /// The OS error.
-        source: io::Error,
-        /// What usually causes this error (empty if nothing useful is known).
-        hint: &'static str,
-    },
+    /// The device could not be opened (the error names the path and the usual cause).
+    #[error(transparent)]
+    Open(#[from] OpenError),
 
     /// An ioctl, `mmap` or `munmap` on a set of pages failed.
     #[error(
@@ -88,9 +83,10 @@ impl Error {
     /// The OS error number, if the failure came from a system call.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Open { source, .. }
-            | Error::Pages { source, .. }
-            | Error::UnmapNotify { source, .. } => source.raw_os_error(),
+            Error::Open(e) => e.raw_os_error(),
+            Error::Pages { source, .. } | Error::UnmapNotify { source, .. } => {
+                source.raw_os_error()
+            }
             Error::InvalidArgument { .. } => None,
         }
     }
@@ -109,21 +105,11 @@ impl Error {
 impl From<Error> for io::Error {
     fn from(err: Error) -> Self {
         let kind = match &err {
-            Error::Open { source, .. }
-            | Error::Pages { source, .. }
-            | Error::UnmapNotify { source, .. } => source.kind(),
+            Error::Open(e) => e.kind(),
+            Error::Pages { source, .. } | Error::UnmapNotify { source, .. } => source.kind(),
             Error::InvalidArgument { .. } => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, err)
-    }
-}
-
-/// Hint for a failed `open` of a device that needs the kernel module `module`.
-pub(crate) fn open_hint(err: &io::Error, missing: &'static str) -> &'static str {
-    match err.raw_os_error() {
-        Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) => missing,
-        Some(libc::EACCES | libc::EPERM) => " (the Xen devices are normally root-only, mode 0600)",
-        _ => "",
     }
 }
 

@@ -20,16 +20,35 @@
 //! The ioctl numbers and argument layouts live in [`sys`] and are checked against the kernel
 //! headers by the crate's `uapi` test.
 
-mod device;
+/// `AsFd` and `AsRawFd` for a device handle, through its `dev: Arc<DeviceFile>` field.
+macro_rules! impl_as_fd {
+    ($handle:ty) => {
+        impl std::os::fd::AsFd for $handle {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                std::os::fd::AsFd::as_fd(&*self.dev)
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $handle {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                std::os::fd::AsRawFd::as_raw_fd(&*self.dev)
+            }
+        }
+    };
+}
+
+mod buf;
 mod error;
 mod gntalloc;
 mod gntdev;
+mod mapping;
 #[doc(hidden)]
 pub mod sys;
 
 pub use error::{Error, Result};
-pub use gntalloc::{Gntalloc, SharedPages, UnmapNotify, GNTALLOC_PATH};
+pub use gntalloc::{Gntalloc, SharedPages, GNTALLOC_PATH};
 pub use gntdev::{Gntdev, MappedGrants, GNTDEV_PATH};
+pub use mapping::UnmapNotify;
 pub use sys::XEN_PAGE_SIZE;
 
 /// Most pages one share or map may cover (4 GiB). The kernel builds the grant list of a request
@@ -44,4 +63,8 @@ const _: () = {
     send_sync::<SharedPages>();
     send_sync::<MappedGrants>();
     send_sync::<Error>();
+    // The handles plug into poll loops and `fstat` like any file.
+    const fn fd<T: std::os::fd::AsFd + std::os::fd::AsRawFd>() {}
+    fd::<Gntalloc>();
+    fd::<Gntdev>();
 };

@@ -2,81 +2,12 @@
 //!
 //! Everything here is written from the Linux headers and checked against them by `tests/uapi.rs`,
 //! which compiles `tests/c/uapi.c` with the system C compiler and compares every number, size and
-//! field offset. Struct names are the header's in CamelCase; field names are the header's.
+//! field offset. Struct names are the header's in CamelCase; field names are the header's. The
+//! request numbers use the `_IOC` encoding of the `xen-ioctl` crate, which checks it.
 
 use core::mem::size_of;
 
-/// Width of the command-number field of an ioctl request.
-pub const IOC_NRBITS: u32 = 8;
-/// Width of the type (magic) field of an ioctl request.
-pub const IOC_TYPEBITS: u32 = 8;
-
-#[cfg(any(
-    target_arch = "powerpc",
-    target_arch = "powerpc64",
-    target_arch = "mips",
-    target_arch = "mips32r6",
-    target_arch = "mips64",
-    target_arch = "mips64r6",
-    target_arch = "sparc",
-    target_arch = "sparc64"
-))]
-mod arch {
-    pub const IOC_SIZEBITS: u32 = 13;
-    pub const IOC_NONE: u32 = 1;
-    pub const IOC_READ: u32 = 2;
-    pub const IOC_WRITE: u32 = 4;
-}
-
-#[cfg(not(any(
-    target_arch = "powerpc",
-    target_arch = "powerpc64",
-    target_arch = "mips",
-    target_arch = "mips32r6",
-    target_arch = "mips64",
-    target_arch = "mips64r6",
-    target_arch = "sparc",
-    target_arch = "sparc64"
-)))]
-mod arch {
-    pub const IOC_SIZEBITS: u32 = 14;
-    pub const IOC_NONE: u32 = 0;
-    pub const IOC_READ: u32 = 2;
-    pub const IOC_WRITE: u32 = 1;
-}
-
-/// Width of the argument-size field of an ioctl request (`_IOC_SIZEBITS`).
-pub const IOC_SIZEBITS: u32 = arch::IOC_SIZEBITS;
-/// Direction "no data transfer" (`_IOC_NONE`); every Xen device ioctl uses it.
-pub const IOC_NONE: u32 = arch::IOC_NONE;
-/// Direction "kernel reads" (`_IOC_WRITE`).
-pub const IOC_WRITE: u32 = arch::IOC_WRITE;
-/// Direction "kernel writes" (`_IOC_READ`).
-pub const IOC_READ: u32 = arch::IOC_READ;
-
-/// Bit position of the command number (`_IOC_NRSHIFT`).
-pub const IOC_NRSHIFT: u32 = 0;
-/// Bit position of the type (`_IOC_TYPESHIFT`).
-pub const IOC_TYPESHIFT: u32 = IOC_NRSHIFT + IOC_NRBITS;
-/// Bit position of the size (`_IOC_SIZESHIFT`).
-pub const IOC_SIZESHIFT: u32 = IOC_TYPESHIFT + IOC_TYPEBITS;
-/// Bit position of the direction (`_IOC_DIRSHIFT`).
-pub const IOC_DIRSHIFT: u32 = IOC_SIZESHIFT + IOC_SIZEBITS;
-
-/// The kernel's `_IOC(dir, type, nr, size)` encoding of an ioctl request number.
-///
-/// Evaluated in constant context, a `size` that does not fit the size field fails the build.
-pub const fn ioc(dir: u32, ty: u8, nr: u8, size: usize) -> u32 {
-    assert!(
-        size < (1 << IOC_SIZEBITS),
-        "ioctl argument too large for _IOC"
-    );
-    // The assert above bounds `size`, so the cast is lossless.
-    (dir << IOC_DIRSHIFT)
-        | ((ty as u32) << IOC_TYPESHIFT)
-        | ((nr as u32) << IOC_NRSHIFT)
-        | ((size as u32) << IOC_SIZESHIFT)
-}
+use xen_ioctl::{ioc, IOC_NONE};
 
 /// Size of a Xen page; every grant covers one.
 pub const XEN_PAGE_SIZE: usize = 4096;
@@ -118,7 +49,8 @@ pub struct IoctlGntallocDeallocGref {
     pub count: u32,
 }
 
-/// `struct ioctl_gntalloc_unmap_notify`.
+/// `struct ioctl_gntalloc_unmap_notify`, which has the same fields as
+/// `struct ioctl_gntdev_unmap_notify` ([`IoctlGntdevUnmapNotify`] is this type).
 #[doc(alias = "ioctl_gntalloc_unmap_notify")]
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -181,18 +113,10 @@ pub struct IoctlGntdevUnmapGrantRef {
     pub pad: u32,
 }
 
-/// `struct ioctl_gntdev_unmap_notify`.
+/// `struct ioctl_gntdev_unmap_notify`: the same fields as `struct ioctl_gntalloc_unmap_notify`
+/// (the uapi test checks the layout under both names).
 #[doc(alias = "ioctl_gntdev_unmap_notify")]
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IoctlGntdevUnmapNotify {
-    /// `mmap` offset of a byte in the page (the byte cleared by `UNMAP_NOTIFY_CLEAR_BYTE`).
-    pub index: u64,
-    /// `UNMAP_NOTIFY_*` flags.
-    pub action: u32,
-    /// Event channel notified by `UNMAP_NOTIFY_SEND_EVENT`.
-    pub event_channel_port: u32,
-}
+pub type IoctlGntdevUnmapNotify = IoctlGntallocUnmapNotify;
 
 /// `IOCTL_GNTDEV_MAP_GRANT_REF` (`0x00184700`).
 pub const IOCTL_GNTDEV_MAP_GRANT_REF: u32 =

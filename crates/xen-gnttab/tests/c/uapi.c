@@ -1,9 +1,7 @@
 /* Prints every ioctl number, flag, struct size and field offset that the Rust `sys` module of
  * xen-gnttab defines, as computed by the C compiler from the Linux UAPI headers, one
  * "NAME VALUE" line each. Built and run by tests/uapi.rs. */
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
+#include "c_probe.h"
 #include <linux/ioctl.h>
 
 /* The headers use these Xen types without defining them outside the kernel tree. */
@@ -13,26 +11,8 @@ typedef uint16_t domid_t;
 #include <xen/gntalloc.h>
 #include <xen/gntdev.h>
 
-#define NUM(name, expr) printf("%s %llu\n", name, (unsigned long long)(expr))
-#define CONST(name) NUM(#name, name)
-#define SIZE(s) NUM("sizeof." #s, sizeof(struct s))
-#define OFF(s, f) NUM("offsetof." #s "." #f, offsetof(struct s, f))
-
 int main(void)
 {
-	/* The _IOC encoding itself. */
-	NUM("IOC_NONE", _IOC_NONE);
-	NUM("IOC_READ", _IOC_READ);
-	NUM("IOC_WRITE", _IOC_WRITE);
-	NUM("IOC_NRBITS", _IOC_NRBITS);
-	NUM("IOC_TYPEBITS", _IOC_TYPEBITS);
-	NUM("IOC_SIZEBITS", _IOC_SIZEBITS);
-	NUM("IOC_NRSHIFT", _IOC_NRSHIFT);
-	NUM("IOC_TYPESHIFT", _IOC_TYPESHIFT);
-	NUM("IOC_SIZESHIFT", _IOC_SIZESHIFT);
-	NUM("IOC_DIRSHIFT", _IOC_DIRSHIFT);
-	NUM("ioc_probe", _IOC(_IOC_READ | _IOC_WRITE, 'Z', 0xab, 0x1234));
-
 	/* gntalloc */
 	CONST(IOCTL_GNTALLOC_ALLOC_GREF);
 	CONST(IOCTL_GNTALLOC_DEALLOC_GREF);
@@ -82,5 +62,5 @@ int main(void)
 	OFF(ioctl_gntdev_unmap_notify, action);
 	OFF(ioctl_gntdev_unmap_notify, event_channel_port);
 
-	return ferror(stdout) ? 1 : 0;
+	return PROBE_STATUS();
 }
