@@ -1,0 +1,485 @@
+//! `xen-snd play FILE.wav`: WAV → sndif playback stream, with pre-fill, drain and a summary.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use sndif::config::{PcmHw, StreamKind};
+use sndif::formats::PcmFormat;
+use xen_snd_engine::{ActiveParams, Clock, MonotonicClock, Stream, StreamOp, StreamState};
+
+use crate::args::PlayArgs;
+use crate::env::Env;
+use crate::error::CliError;
+use crate::session::{
+    connect_stream, describe_hw, geometry, health, not_allowed, open, request_timeout,
+    stop_and_close, stream_error, tick, Opened, Progress,
+};
+use crate::sys::{signal_name, Signals};
+use crate::wav::{Conversion, WavInfo, WavReader};
+
+/// How long the loop sleeps at most between services (timeouts, progress).
+const TICK: Duration = Duration::from_millis(100);
+
+/// The sndif format for the file's samples that `hw` allows, with its conversion.
+fn pick_format(
+    file: &Path,
+    wav: &WavInfo,
+    name: &str,
+    hw: &PcmHw,
+) -> Result<(PcmFormat, Conversion), CliError> {
+    let candidates = wav.samples.candidates();
+    let formats: Vec<PcmFormat> = candidates.iter().map(|c| c.0).collect();
+    let missing = not_allowed(hw, &formats, wav.rate, wav.channels);
+    if missing.is_empty() {
+        if let Some(c) = candidates.iter().find(|c| hw.formats.contains(c.0)) {
+            return Ok(*c);
+        }
+    }
+    Err(CliError::Unsupported(format!(
+        "{name} cannot play {} ({}): {} not allowed; the stream allows {}",
+        file.display(),
+        wav.describe(),
+        missing.join(", "),
+        describe_hw(hw)
+    )))
+}
+
+/// Hashes the accepted bytes the engine has sent in WRITE requests so far.
+#[derive(Debug, Default)]
+struct SentHash {
+    hasher: Sha256,
+    /// Accepted by `write`, not hashed yet (oldest first).
+    unsent: Vec<u8>,
+    hashed: u64,
+}
+
+impl SentHash {
+    fn accepted(&mut self, bytes: &[u8]) {
+        self.unsent.extend_from_slice(bytes);
+    }
+
+    /// Hashes up to `submitted` bytes in total.
+    fn sent_up_to(&mut self, submitted: u64) {
+        let want = submitted.saturating_sub(self.hashed);
+        let n = usize::try_from(want)
+            .unwrap_or(usize::MAX)
+            .min(self.unsent.len());
+        if n == 0 {
+            return;
+        }
+        self.hasher.update(self.unsent.get(..n).unwrap_or(&[]));
+        self.unsent.drain(..n);
+        self.hashed += u64::try_from(n).unwrap_or(0);
+    }
+}
+
+/// What the summary reports.
+#[derive(Debug)]
+struct Outcome {
+    params: ActiveParams,
+    underruns: u64,
+    delay_ms: Option<f64>,
+    interrupted: Option<i32>,
+}
+
+fn open_input(path: &Path) -> Result<Box<dyn Read>, CliError> {
+    if path == Path::new("-") {
+        return Ok(Box::new(io::stdin()));
+    }
+    let f = File::open(path).map_err(|e| CliError::file(path, format!("cannot open: {e}")))?;
+    Ok(Box::new(f))
+}
+
+/// Runs `play`.
+pub fn run(env: &Env, a: &PlayArgs, signals: &Signals) -> Result<(), CliError> {
+    let input = open_input(&a.file)?;
+    let mut wav = WavReader::new(BufReader::with_capacity(1 << 16, input))
+        .map_err(|e| CliError::file(&a.file, e))?;
+    let info = wav.info().clone();
+    let Opened {
+        mut link,
+        mut stream,
+        card,
+    } = connect_stream(
+        env,
+        &a.target,
+        StreamKind::Playback,
+        a.timeout,
+        signals,
+        |name, hw| pick_format(&a.file, &info, name, hw).map(|_| ()),
+    )?;
+    let id = stream.id();
+    let name = crate::session::stream_name(card, id.device, id.stream);
+    let (format, conversion) = pick_format(&a.file, &info, &name, &stream.info().hw)?;
+    let params = geometry(
+        stream.info().capacity_bytes,
+        format,
+        info.rate,
+        info.channels,
+        a.geometry,
+    )
+    .ok_or_else(|| {
+        CliError::Unsupported(format!(
+            "{name}: its buffer ({} bytes) cannot hold one frame of {format} × {}",
+            stream.info().capacity_bytes,
+            info.channels
+        ))
+    })?;
+    let active = open(&mut stream, params)?;
+    eprintln!(
+        "playing {} ({}) on {name}: {}, period {} frames, buffer {} frames",
+        a.file.display(),
+        info.describe(),
+        active.format,
+        active.period_frames(),
+        active.buffer_frames()
+    );
+    let mut progress = Progress::new(a.progress);
+    let mut hash = SentHash::default();
+    let result = stream_file(
+        &mut stream,
+        &mut link,
+        card,
+        signals,
+        &mut wav,
+        conversion,
+        active,
+        &mut progress,
+        &mut hash,
+    );
+    let cleanup = stop_and_close(&mut stream);
+    // Only now is the amount sent final: WRITEs may still go out while a pending START is
+    // awaited before STOP, and STOP discards what was written but never sent.
+    hash.sent_up_to(stream.byte_counters().1);
+    let bytes = hash.hashed;
+    let acknowledged = stream.stats().bytes_written;
+    let sha256 = crate::hex(&hash.hasher.finalize());
+    drop(stream);
+    link.shutdown();
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            progress.clear();
+            return Err(e);
+        }
+    };
+    cleanup?;
+    let secs = bytes as f64 / f64::from(active.frame_bytes.max(1)) / f64::from(active.rate.max(1));
+    let frames = bytes / u64::from(active.frame_bytes.max(1));
+    let verb = if outcome.interrupted.is_some() {
+        "interrupted after playing"
+    } else {
+        "played"
+    };
+    progress.finish(&format!(
+        "{verb} {secs:.2} s ({frames} frames) of {} on {name}",
+        a.file.display()
+    ));
+    if wav.dropped_tail() > 0 {
+        eprintln!(
+            "xen-snd: note: {}: {} trailing bytes (a partial frame) were not played",
+            a.file.display(),
+            wav.dropped_tail()
+        );
+    }
+    if wav.missing_bytes() > 0 && outcome.interrupted.is_none() {
+        eprintln!(
+            "xen-snd: note: {}: the file ended {} bytes before the end its header declares",
+            a.file.display(),
+            wav.missing_bytes()
+        );
+    }
+    if acknowledged != bytes {
+        eprintln!(
+            "xen-snd: note: the backend acknowledged {acknowledged} of the {bytes} bytes sent"
+        );
+    }
+    let p = outcome.params;
+    println!("card {card}");
+    println!("stream {}/{}", id.device, id.stream);
+    println!("direction playback");
+    println!("file {}", a.file.display());
+    println!("format {}", p.format);
+    println!("rate {}", p.rate);
+    println!("channels {}", p.channels);
+    println!("period_frames {}", p.period_frames());
+    println!("buffer_frames {}", p.buffer_frames());
+    println!("seconds {secs:.3}");
+    println!("underruns {}", outcome.underruns);
+    match outcome.delay_ms {
+        Some(d) => println!("delay_ms {d:.1}"),
+        None => println!("delay_ms unknown"),
+    }
+    if let Some(sig) = outcome.interrupted {
+        println!("interrupted {}", signal_name(sig));
+    }
+    println!("bytes {bytes}");
+    println!("frames {frames}");
+    println!("sha256 {sha256}");
+    match outcome.interrupted {
+        Some(sig) => Err(CliError::Interrupted(sig)),
+        None => Ok(()),
+    }
+}
+
+/// Pre-fills, starts, streams the file, drains. Returns the outcome (also when interrupted).
+#[allow(clippy::too_many_arguments)]
+fn stream_file<R: Read>(
+    stream: &mut Stream,
+    link: &mut crate::link::Link,
+    card: u32,
+    signals: &Signals,
+    wav: &mut WavReader<R>,
+    conversion: Conversion,
+    active: ActiveParams,
+    progress: &mut Progress,
+    hash: &mut SentHash,
+) -> Result<Outcome, CliError> {
+    let clock = MonotonicClock;
+    let name = crate::session::stream_name(card, stream.id().device, stream.id().stream);
+    let fb = u64::from(active.frame_bytes.max(1));
+    let rate = f64::from(active.rate.max(1));
+    let total_secs = wav.info().declared_frames().map(|f| f as f64 / rate);
+    let file_frame = usize::try_from(wav.info().block_align).unwrap_or(1);
+    let mut raw =
+        vec![0u8; file_frame * usize::try_from(active.period_frames().max(1)).unwrap_or(1) * 2];
+    let mut pending: Vec<u8> = Vec::new();
+    let mut pos = 0usize;
+    let mut eof = false;
+    let mut prefill_fixed = false;
+    let (mut delay_sum, mut delay_n) = (0u64, 0u64);
+    let stall_limit = request_timeout() + Duration::from_secs(1);
+    let mut last_seen = (0u64, 0u64, 0u64);
+    let mut last_change = Instant::now();
+    let mut interrupted = None;
+
+    stream
+        .arm_start(clock.now_ns())
+        .map_err(|e| stream_error(&e))?;
+    // Play: feed whatever fits, then wait for room.
+    loop {
+        loop {
+            if pos == pending.len() {
+                if eof {
+                    break;
+                }
+                let n = wav
+                    .read_frames(&mut raw)
+                    .map_err(|e| CliError::File(format!("reading the WAV data: {e}")))?;
+                if n == 0 {
+                    eof = true;
+                    break;
+                }
+                pending.clear();
+                pos = 0;
+                conversion.convert(raw.get(..n).unwrap_or(&[]), &mut pending);
+            }
+            let n = stream.write(pending.get(pos..).unwrap_or(&[]));
+            if n == 0 {
+                break;
+            }
+            hash.accepted(pending.get(pos..pos + n).unwrap_or(&[]));
+            pos += n;
+        }
+        hash.sent_up_to(stream.byte_counters().1);
+        if eof && pos == pending.len() {
+            break;
+        }
+        let (report, sig) = tick(stream, link, card, signals, TICK)?;
+        if let Some(s) = sig {
+            interrupted = Some(s);
+            break;
+        }
+        if report.events > 0 && *stream.state() == StreamState::Running {
+            delay_sum += stream.delay_frames();
+            delay_n += 1;
+        }
+        watchdog(stream, &mut last_seen, &mut last_change, stall_limit, &name)?;
+        progress.update(|| {
+            let at = stream.position_frames() as f64 / rate;
+            let of = total_secs.map_or(String::new(), |t| format!(" / {t:.2} s"));
+            format!(
+                "playing {name}: {at:.2} s{of}, delay {:.0} ms, underruns {}",
+                stream.delay_frames() as f64 * 1000.0 / rate,
+                stream.stats().underruns
+            )
+        });
+    }
+    // Drain: the backend's position must reach what was written.
+    let mut underruns = stream.stats().underruns;
+    if interrupted.is_none() {
+        let written = stream.byte_counters().0;
+        let buffer_time =
+            Duration::from_secs_f64(f64::from(active.buffer_bytes) / fb as f64 / rate);
+        let deadline =
+            Instant::now() + buffer_time + request_timeout() + Duration::from_millis(500);
+        loop {
+            if !prefill_fixed
+                && stream.control_pending() == Some(StreamOp::Start)
+                && *stream.state() == StreamState::Stopped
+            {
+                // The file was shorter than the pre-fill target: start with what there is.
+                let frames = u32::try_from(written / fb).unwrap_or(u32::MAX);
+                stream.set_prefill_frames(Some(frames));
+                prefill_fixed = true;
+            }
+            hash.sent_up_to(stream.byte_counters().1);
+            let (w, submitted) = stream.byte_counters();
+            let drained = *stream.state() == StreamState::Running
+                && w == submitted
+                && stream.requests_in_flight() == 0
+                && stream.delay_frames() == 0;
+            if drained {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(CliError::Timeout(format!(
+                    "{name}: backend not answering: its position stopped at {} of {} frames \
+                     while draining",
+                    stream.position_frames(),
+                    written / fb
+                )));
+            }
+            let before = stream.stats().underruns;
+            let (_, sig) = tick(stream, link, card, signals, TICK)?;
+            if let Some(s) = sig {
+                interrupted = Some(s);
+                break;
+            }
+            // If this service completed the drain, an underrun it counted is only the end of the
+            // data (the backend ran dry once everything was played): keep the count before it.
+            underruns = before;
+            progress.update(|| {
+                let at = stream.position_frames() as f64 / rate;
+                format!("draining {name}: {at:.2} s")
+            });
+        }
+        if interrupted.is_some() {
+            underruns = stream.stats().underruns;
+        }
+    }
+    health(stream)?;
+    let delay_ms = (delay_n > 0).then(|| delay_sum as f64 / delay_n as f64 * 1000.0 / rate);
+    Ok(Outcome {
+        params: active,
+        underruns,
+        delay_ms,
+        interrupted,
+    })
+}
+
+/// Fails when nothing moves (bytes sent, position, bytes acknowledged) for `limit`.
+fn watchdog(
+    stream: &Stream,
+    last: &mut (u64, u64, u64),
+    since: &mut Instant,
+    limit: Duration,
+    name: &str,
+) -> Result<(), CliError> {
+    let now = (
+        stream.byte_counters().1,
+        stream.position_frames(),
+        stream.stats().bytes_written,
+    );
+    if now != *last {
+        *last = now;
+        *since = Instant::now();
+        return Ok(());
+    }
+    if since.elapsed() > limit {
+        let waiting = if *stream.state() == StreamState::Running {
+            "WRITE completions and positions"
+        } else {
+            "TRIGGER START"
+        };
+        return Err(CliError::Timeout(format!(
+            "{name}: backend not answering: nothing moved for {:.1} s (waiting for {waiting})",
+            limit.as_secs_f64()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wav::Samples;
+
+    fn wav(samples: Samples, rate: u32, channels: u8) -> WavInfo {
+        WavInfo {
+            samples,
+            channels,
+            rate,
+            block_align: samples.file_bytes() * u32::from(channels),
+            data_len: None,
+        }
+    }
+
+    fn hw(formats: &[PcmFormat]) -> PcmHw {
+        PcmHw {
+            formats: formats.iter().copied().collect(),
+            rates: vec![44_100, 48_000],
+            channels_min: 1,
+            channels_max: 2,
+            buffer_size: 32_768,
+        }
+    }
+
+    #[test]
+    fn picks_the_first_allowed_candidate() {
+        let f = Path::new("x.wav");
+        let got = pick_format(
+            f,
+            &wav(Samples::S24Packed, 48_000, 2),
+            "s",
+            &hw(&[PcmFormat::S32Le]),
+        )
+        .expect("s32 fallback");
+        assert_eq!(got, (PcmFormat::S32Le, Conversion::Packed24ToS32));
+        let got = pick_format(
+            f,
+            &wav(Samples::S24Packed, 48_000, 2),
+            "s",
+            &hw(&[PcmFormat::S32Le, PcmFormat::S24Le]),
+        )
+        .expect("s24");
+        assert_eq!(got, (PcmFormat::S24Le, Conversion::Packed24ToS24));
+        let e = pick_format(
+            f,
+            &wav(Samples::S16, 22_050, 2),
+            "card 0 stream 0/0",
+            &hw(&[PcmFormat::S16Le]),
+        )
+        .expect_err("rate");
+        assert_eq!(
+            e.to_string(),
+            "card 0 stream 0/0 cannot play x.wav (16-bit PCM, 2 channels, 22050 Hz): rate 22050 Hz \
+             not allowed; the stream allows formats s16_le; rates 44100, 48000 Hz; 1-2 channels"
+        );
+        assert!(matches!(e, CliError::Unsupported(_)));
+    }
+
+    #[test]
+    fn sent_hash_covers_only_submitted_bytes() {
+        let mut h = SentHash::default();
+        h.accepted(b"hello ");
+        h.accepted(b"world");
+        h.sent_up_to(3);
+        h.sent_up_to(3);
+        h.sent_up_to(6);
+        assert_eq!(h.hashed, 6);
+        assert_eq!(
+            crate::hex(&h.hasher.clone().finalize()),
+            crate::hex(&Sha256::digest(b"hello "))
+        );
+        h.sent_up_to(100);
+        assert_eq!(h.hashed, 11);
+        assert_eq!(
+            crate::hex(&h.hasher.finalize()),
+            crate::hex(&Sha256::digest(b"hello world"))
+        );
+    }
+}
