@@ -1,4 +1,69 @@
-//! `libpipewire-module-xen-snd`: a Xen para-virtual sound frontend as a PipeWire module.
+//! `libpipewire-module-xen-snd`: a Xen para-virtual sound (vsnd) frontend as a PipeWire module.
 //!
-//! The module itself arrives with the PipeWire glue; the layers it stands on live in the
-//! workspace crates (`sndif`, `xen-store`, `xen-gnttab`, `xen-evtchn`).
+//! Every playback stream of a guest's vsnd card becomes an `Audio/Sink` node and every capture
+//! stream an `Audio/Source` node of the PipeWire daemon the module is loaded into.
+//!
+//! # Module name
+//!
+//! `libpipewire-module-xen-snd` (the file `libpipewire-module-xen-snd.so` in a PipeWire module
+//! directory).
+//!
+//! # Module options
+//!
+//! | key | default | meaning |
+//! | --- | --- | --- |
+//! | `xen.cards` | `all` | which cards `device/vsnd/<dev-id>` to drive: `all` or `[ 0 1 ]` |
+//! | `node.name.prefix` | `xen_snd` | node names are `<prefix>.card<C>.dev<D>.<playback\|capture><S>` |
+//! | `node.latency` | `1024/48000` | the quantum the nodes ask for |
+//! | `xen.driver` | `true` | the nodes may drive the graph, paced by the backend's clock; `false`: always follow, with rate matching |
+//! | `xen.period-frames` | `0` (20 ms) | period toward the backend (position-report cadence) |
+//! | `xen.buffer-frames` | `0` (4 periods) | buffer toward the backend |
+//! | `xen.xenstore-path` | `$XENSTORED_PATH`, else `/dev/xen/xenbus` | where xenstore is |
+//! | `priority.driver` | `1000` | driver priority of the nodes |
+//! | `priority.session` | `1000` | session priority (WirePlumber's default-device choice) |
+//! | `remote.name` | `internal` | the core to create nodes on; use `pipewire-0` when hosting the module in a client such as `pw-cli -m` |
+//! | `log.level` | PipeWire's | the level of the module's log topic `mod.xen-snd` (0–5 or a name) |
+//! | `xen.fake-card` | `false` | **test hook**: a built-in fake card instead of Xen |
+//! | `xen.fake-card.stats-dir` | unset | **test hook**: where the fake ports write `<node.name>.stats` |
+//!
+//! Unknown keys and invalid values are refused with one error line and the module does not load
+//! (`-EINVAL`); with `flags = [ nofail ]` the daemon carries on without it.
+//!
+//! # Example configuration
+//!
+//! `~/.config/pipewire/pipewire.conf.d/50-xen-snd.conf` (see `plugin-conf/pipewire.conf.d/`):
+//!
+//! ```text
+//! context.modules = [
+//!     { name = libpipewire-module-xen-snd
+//!       args = { xen.cards = all  node.latency = 1024/48000 }
+//!       flags = [ nofail ]
+//!     }
+//! ]
+//! ```
+//!
+//! # Layout
+//!
+//! - [`args`]: the arguments; [`naming`]: node names and properties; [`format`]: sndif ↔ SPA
+//!   formats and pods;
+//! - [`port`]: the [`port::PcmPort`] trait a node drives and the frontend events;
+//!   [`frontend`]: where cards come from; [`fake`]: the fake card;
+//! - [`node`]: one stream per port; [`process`]: the realtime copy; [`driver`] and [`dll`]:
+//!   driver timing and rate matching;
+//! - [`module`]: lifecycle; [`log`]: logging; `ffi`: the only `unsafe` code, over PipeWire's C API.
+
+pub mod args;
+pub mod dll;
+pub mod driver;
+pub mod fake;
+mod ffi;
+pub mod format;
+pub mod frontend;
+pub mod log;
+pub mod module;
+pub mod naming;
+pub mod node;
+pub mod port;
+pub mod process;
+
+pub use ffi::pipewire__module_init;

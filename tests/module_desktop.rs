@@ -1,0 +1,62 @@
+//! The desktop path: WirePlumber (headless) + pipewire-pulse see the fake card's sink like a
+//! sound card: `pactl list sinks`, `pactl set-default-sink`, `paplay` bit-exact.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{serial, wait_for, write_pattern_wav, DaemonBuilder, SINK};
+
+#[test]
+fn pactl_lists_and_selects_the_sink_and_paplay_is_bit_exact() {
+    let _s = serial();
+    let d = DaemonBuilder::new()
+        .module("xen.fake-card = true xen.fake-card.stats-dir = @STATS@")
+        .wireplumber()
+        .pulse()
+        .start();
+    // Listed, and configured by WirePlumber (stereo, the node's preferred format).
+    let listing = wait_for(Duration::from_secs(20), || {
+        let out = d.run("pactl", &["list", "sinks"], Duration::from_secs(10));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (text.contains(&format!("Name: {SINK}"))
+            && text.contains("Sample Specification: s16le 2ch 48000Hz"))
+        .then_some(text)
+    })
+    .unwrap_or_else(|| {
+        let out = d.run("pactl", &["list", "sinks"], Duration::from_secs(10));
+        d.fail(&format!(
+            "pactl never listed the configured sink:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        ))
+    });
+    assert!(
+        listing.contains("Description: Xen sound: Main (playback)"),
+        "{listing}"
+    );
+    assert!(listing.contains("HARDWARE"), "a hardware sink: {listing}");
+
+    d.ok("pactl", &["set-default-sink", SINK]);
+    let default = wait_for(Duration::from_secs(10), || {
+        let out = d.run("pactl", &["get-default-sink"], Duration::from_secs(10));
+        let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (s == SINK).then_some(s)
+    });
+    assert_eq!(default.as_deref(), Some(SINK), "{}", d.logs());
+
+    let wav = d.root.join("clip.wav");
+    let expected = write_pattern_wav(&wav, 0, 94 * 1024);
+    let out = d.run("paplay", &[wav.to_str().unwrap()], Duration::from_secs(30));
+    assert!(out.status.success(), "paplay: {out:?}");
+    let got = wait_for(Duration::from_secs(5), || {
+        d.fake_stats(SINK)
+            .filter(|s| s.checksum_frames >= expected.frames())
+    })
+    .unwrap_or_else(|| d.fail(&format!("the sink got {:?}", d.fake_stats(SINK))));
+    assert_eq!(got.checksum_frames, expected.frames(), "{got:?}");
+    assert_eq!(
+        got.checksum,
+        expected.value(),
+        "paplay's audio changed on the way"
+    );
+}
