@@ -132,6 +132,16 @@ impl PositionTracker {
         self.position = self.position.max(bytes);
     }
 
+    /// Counts `bytes` as consumed without a report, up to `limit`: data the backend refused (a
+    /// failed WRITE) will never show up in its positions, so it must not hold back pacing or
+    /// inflate the delay. Later reports keep counting from the current raw base.
+    pub fn skip(&mut self, bytes: u64, limit: u64) {
+        self.position = self
+            .position
+            .saturating_add(bytes)
+            .min(limit.max(self.position));
+    }
+
     /// The monotonic position, bytes.
     pub fn position_bytes(&self) -> u64 {
         self.position
@@ -431,6 +441,19 @@ mod tests {
         fn sym(&mut self, a: f64) -> f64 {
             (self.next_f64() * 2.0 - 1.0) * a
         }
+    }
+
+    #[test]
+    fn skipped_bytes_count_as_consumed_and_later_reports_add_on_top() {
+        let mut t = PositionTracker::new(4);
+        assert_eq!(t.update(400, 2000), PositionUpdate::Advanced { bytes: 400 });
+        t.skip(800, 2000); // a refused WRITE of 800 bytes
+        assert_eq!(t.position_bytes(), 1200);
+        assert_eq!(t.delay_bytes(2000), 800);
+        assert_eq!(t.update(600, 2000), PositionUpdate::Advanced { bytes: 200 });
+        assert_eq!(t.position_bytes(), 1400);
+        t.skip(10_000, 2000); // never beyond what was submitted
+        assert_eq!(t.position_bytes(), 2000);
     }
 
     #[test]

@@ -310,6 +310,7 @@ pub struct StreamStats {
     responses: AtomicU64,
     backend_errors: AtomicU64,
     timeouts: AtomicU64,
+    position_timeouts: AtomicU64,
     protocol_errors: AtomicU64,
     events: AtomicU64,
     ignored_events: AtomicU64,
@@ -332,8 +333,11 @@ pub struct StreamCounters {
     pub responses: u64,
     /// Responses with a non-zero status.
     pub backend_errors: u64,
-    /// Requests that timed out.
+    /// Requests that timed out, plus position timeouts.
     pub timeouts: u64,
+    /// Times a running stream heard nothing from the backend (no response, no position) for a
+    /// request timeout while it waited for progress.
+    pub position_timeouts: u64,
     /// Protocol violations (the first one fails the stream; ignored events count too).
     pub protocol_errors: u64,
     /// CUR_POS events consumed.
@@ -375,6 +379,7 @@ impl StreamStats {
             responses: g(&self.responses),
             backend_errors: g(&self.backend_errors),
             timeouts: g(&self.timeouts),
+            position_timeouts: g(&self.position_timeouts),
             protocol_errors: g(&self.protocol_errors),
             events: g(&self.events),
             ignored_events: g(&self.ignored_events),
@@ -494,6 +499,9 @@ pub struct Stream {
     tracker: PositionTracker,
     estimator: Option<RateEstimator>,
     last_position_ns: u64,
+    /// Last time the backend showed life on this stream (a response or a position); the
+    /// watchdog's reference.
+    last_progress_ns: u64,
 }
 
 impl fmt::Debug for Stream {
@@ -676,6 +684,7 @@ impl Stream {
             tracker: PositionTracker::new(1),
             estimator: None,
             last_position_ns: 0,
+            last_progress_ns: 0,
         })
     }
 
@@ -1376,6 +1385,7 @@ impl Stream {
             });
         }
         self.table.take(rsp.id);
+        self.last_progress_ns = now_ns;
         self.link.consecutive_timeouts.store(0, Ordering::Release);
         bump(&self.stats.responses);
         let ok = rsp.is_ok();
@@ -1385,8 +1395,13 @@ impl Stream {
         let current = entry.epoch == self.epoch;
         match entry.purpose {
             Purpose::Write { len, .. } => {
-                if ok && current {
-                    add(&self.stats.bytes_written, u64::from(len));
+                if current {
+                    if ok {
+                        add(&self.stats.bytes_written, u64::from(len));
+                    } else {
+                        // The backend refused these bytes: it will never report them as played.
+                        self.tracker.skip(u64::from(len), self.submitted);
+                    }
                 }
             }
             Purpose::Read { start, len } => {
@@ -1505,6 +1520,7 @@ impl Stream {
         };
         let update = self.tracker.update(raw, limit);
         self.last_position_ns = now_ns;
+        self.last_progress_ns = now_ns;
         let frames = self.tracker.position_bytes() as f64 / f64::from(p.frame_bytes.max(1));
         match update {
             PositionUpdate::Advanced { .. } => {
@@ -1532,7 +1548,7 @@ impl Stream {
     /// Marks overdue requests timed out (all pending control requests if `force_control`).
     fn expire(&mut self, now_ns: u64, force_control: bool, report: &mut ServiceReport) {
         let mut expired_control: Option<StreamOp> = None;
-        let mut expired = 0u32;
+        let mut expired = u32::from(self.watchdog(now_ns));
         for e in self.table.iter_mut() {
             if e.timed_out {
                 continue;
@@ -1564,6 +1580,27 @@ impl Stream {
                 report.control_done = true;
             }
         }
+    }
+
+    /// A running stream that waits for the backend (playback with data submitted but not yet
+    /// reported played, or capture) and has heard nothing — no response, no position — for a
+    /// request timeout counts one timeout, re-armed each timeout interval. Without it a backend
+    /// that died while playback waited for positions (nothing in flight) would go unnoticed.
+    fn watchdog(&mut self, now_ns: u64) -> bool {
+        if self.state != StreamState::Running {
+            return false;
+        }
+        let waiting = match self.info.kind {
+            StreamKind::Playback => self.submitted > self.tracker.position_bytes(),
+            StreamKind::Capture => true,
+        };
+        let timeout = u64::try_from(self.options.request_timeout.as_nanos()).unwrap_or(u64::MAX);
+        if !waiting || now_ns.saturating_sub(self.last_progress_ns) < timeout {
+            return false;
+        }
+        self.last_progress_ns = now_ns;
+        bump(&self.stats.position_timeouts);
+        true
     }
 
     fn expire_control(&mut self) {

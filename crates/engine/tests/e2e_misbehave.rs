@@ -413,7 +413,6 @@ fn error_status_is_counted_and_the_stream_goes_on() {
 /// it, and an ALSA-like backend's position stops at the data it got. Once failed WRITEs add up
 /// to a buffer, the stream can never write again.
 #[test]
-#[ignore = "engine bug (reported): the data of failed WRITEs stays in the pacing arithmetic; a buffer's worth deadlocks playback"]
 fn playback_goes_on_after_a_buffer_of_failed_writes() {
     let mut rig = rig();
     rig.run_to_quarter();

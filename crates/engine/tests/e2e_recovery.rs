@@ -193,7 +193,6 @@ fn a_crashed_backend_is_declared_unresponsive_through_capture_timeouts() {
 /// waits for the position to advance it has no request in flight; when the backend dies then,
 /// nothing ever times out and the stream waits forever (until the backend's state changes).
 #[test]
-#[ignore = "engine gap (reported): no position watchdog; a dead backend goes unnoticed while playback waits for CUR_POS"]
 fn a_crashed_backend_is_detected_while_playback_waits_for_positions() {
     let world = FakeXen::new();
     add_card(&world, 0, &card());
