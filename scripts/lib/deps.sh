@@ -9,6 +9,19 @@ HOST_PACKAGES=(
     linux-libc-dev # /usr/include/xen/{gntalloc,gntdev,evtchn}.h for the UAPI tests
     libxen-dev     # /usr/include/xen/io/{sndif,ring,xs_wire}.h for the layout tests, libs for xenstored
     xenstore-utils # the real xenstore-read/-write/-ls/-chmod used as the toolstack in tests
+    # PipeWire 0.3.65 for the module: headers for the pipewire-rs bindings, the daemon, the session
+    # manager and the PulseAudio server for the tests
+    libpipewire-0.3-dev
+    libspa-0.2-dev
+    libclang-dev
+    pipewire
+    pipewire-bin
+    wireplumber
+    pipewire-pulse
+    pulseaudio-utils
+    # meson builds and installs the module and its configuration
+    meson
+    ninja-build
 )
 
 as_root() {
