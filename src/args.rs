@@ -38,8 +38,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("priority.session", "1000"),
     ("remote.name", DEFAULT_REMOTE),
     ("log.level", "PipeWire's level"),
-    ("xen.fake-card", "false (test hook)"),
-    ("xen.fake-card.stats-dir", "unset (test hook)"),
+    ("xen.test-world", "unset (test hook)"),
 ];
 
 /// Which vsnd cards (`device/vsnd/<dev-id>`) the module drives.
@@ -136,10 +135,9 @@ pub struct ModuleArgs {
     pub remote: String,
     /// `log.level`, if set.
     pub log_level: Option<LogLevel>,
-    /// `xen.fake-card`: a built-in card of fake ports instead of Xen (test hook).
-    pub fake_card: bool,
-    /// `xen.fake-card.stats-dir`: where the fake ports' statistics are written (test hook).
-    pub fake_stats_dir: Option<PathBuf>,
+    /// `xen.test-world`: run against an in-process fake Xen with the reference backend
+    /// instead of Xen (a test hook; the specification of `xen_snd_engine::testworld`).
+    pub test_world: Option<String>,
 }
 
 /// A rejected argument.
@@ -190,8 +188,7 @@ impl ModuleArgs {
             priority_session: DEFAULT_PRIORITY_SESSION,
             remote: DEFAULT_REMOTE.to_owned(),
             log_level: None,
-            fake_card: false,
-            fake_stats_dir: None,
+            test_world: None,
         };
         for (key, value) in pairs {
             let v = value.trim();
@@ -207,10 +204,7 @@ impl ModuleArgs {
                 "priority.session" => a.priority_session = parse_priority("priority.session", v)?,
                 "remote.name" => a.remote = parse_remote(v)?,
                 "log.level" => a.log_level = Some(parse_log_level(v)?),
-                "xen.fake-card" => a.fake_card = parse_bool("xen.fake-card", v)?,
-                "xen.fake-card.stats-dir" => {
-                    a.fake_stats_dir = Some(parse_abs_path("xen.fake-card.stats-dir", v)?)
-                }
+                "xen.test-world" => a.test_world = Some(parse_test_world(v)?),
                 other => {
                     return Err(ArgError::Unknown {
                         key: other.to_owned(),
@@ -224,11 +218,6 @@ impl ModuleArgs {
                 "xen.buffer-frames ({}) must hold at least two periods of xen.period-frames ({})",
                 a.buffer_frames, a.period_frames
             )));
-        }
-        if a.fake_stats_dir.is_some() && !a.fake_card {
-            return Err(ArgError::Conflict(
-                "xen.fake-card.stats-dir needs xen.fake-card = true".to_owned(),
-            ));
         }
         Ok(a)
     }
@@ -343,6 +332,24 @@ fn parse_abs_path(key: &'static str, v: &str) -> Result<PathBuf, ArgError> {
     }
 }
 
+fn parse_test_world(v: &str) -> Result<String, ArgError> {
+    if cfg!(feature = "test-hook") && !v.is_empty() {
+        Ok(v.to_owned())
+    } else if v.is_empty() {
+        Err(invalid(
+            "xen.test-world",
+            v,
+            "a test-world specification such as \"preset=two-stream\"",
+        ))
+    } else {
+        Err(invalid(
+            "xen.test-world",
+            v,
+            "nothing: this build has no test hook (cargo feature `test-hook`)",
+        ))
+    }
+}
+
 fn parse_xenstore(v: &str) -> Result<XenstorePath, ArgError> {
     let p = parse_abs_path("xen.xenstore-path", v)?;
     // A path under /dev is the kernel's xenbus device, anything else xenstored's socket.
@@ -406,7 +413,7 @@ mod tests {
         );
         assert_eq!(a.remote, "internal");
         assert_eq!(a.log_level, None);
-        assert!(!a.fake_card);
+        assert_eq!(a.test_world, None);
     }
 
     #[test]
@@ -423,8 +430,7 @@ mod tests {
             ("priority.session", "2000"),
             ("remote.name", "pipewire-0"),
             ("log.level", "debug"),
-            ("xen.fake-card", "true"),
-            ("xen.fake-card.stats-dir", "/tmp/x"),
+            ("xen.test-world", "preset=two-stream; volume=on"),
         ])
         .unwrap();
         assert_eq!(a.cards, CardFilter::Only(vec![0, 3]));
@@ -446,8 +452,10 @@ mod tests {
         assert_eq!((a.priority_driver, a.priority_session), (-5, 2000));
         assert_eq!(a.remote, "pipewire-0");
         assert_eq!(a.log_level, Some(LogLevel::Debug));
-        assert!(a.fake_card);
-        assert_eq!(a.fake_stats_dir, Some(PathBuf::from("/tmp/x")));
+        assert_eq!(
+            a.test_world.as_deref(),
+            Some("preset=two-stream; volume=on")
+        );
     }
 
     #[test]
@@ -490,8 +498,7 @@ mod tests {
             ("priority.session", "99999999999"),
             ("remote.name", ""),
             ("log.level", "loud"),
-            ("xen.fake-card", "2"),
-            ("xen.fake-card.stats-dir", "tmp"),
+            ("xen.test-world", ""),
         ];
         for (k, v) in cases {
             let e = parse(&[(k, v)]).unwrap_err();
@@ -507,8 +514,6 @@ mod tests {
     fn conflicts_are_refused() {
         let e = parse(&[("xen.period-frames", "1024"), ("xen.buffer-frames", "1500")]).unwrap_err();
         assert!(matches!(e, ArgError::Conflict(_)), "{e:?}");
-        let e = parse(&[("xen.fake-card.stats-dir", "/tmp")]).unwrap_err();
-        assert!(e.to_string().contains("xen.fake-card = true"), "{e}");
         // Either size alone is fine.
         assert!(parse(&[("xen.buffer-frames", "100")]).is_ok());
     }

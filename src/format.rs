@@ -443,6 +443,48 @@ pub fn port_params(
     }
 }
 
+/// The volume in a `Props` pod: `channelVolumes` (linear, one per channel) and `mute`, each
+/// `None` when absent; `None` when the pod carries neither (or is not a `Props` object).
+pub fn parse_volume(pod: &Pod) -> Option<(Option<Vec<f32>>, Option<bool>)> {
+    let (_, value) =
+        spa::pod::deserialize::PodDeserializer::deserialize_any_from(pod.as_bytes()).ok()?;
+    let Value::Object(obj) = value else {
+        return None;
+    };
+    if obj.type_ != spa_sys::SPA_TYPE_OBJECT_Props {
+        return None;
+    }
+    let mut volumes = None;
+    let mut mute = None;
+    for p in obj.properties {
+        match (p.key, p.value) {
+            (spa_sys::SPA_PROP_channelVolumes, Value::ValueArray(ValueArray::Float(v))) => {
+                volumes = Some(v);
+            }
+            (spa_sys::SPA_PROP_mute, Value::Bool(b)) => mute = Some(b),
+            _ => {}
+        }
+    }
+    (volumes.is_some() || mute.is_some()).then_some((volumes, mute))
+}
+
+/// A `Props` pod with `channelVolumes` and `mute` (what a session manager or pipewire-pulse
+/// sends), for tests.
+pub fn volume_pod(volumes: &[f32], mute: bool) -> Option<PodBytes> {
+    let obj = Object {
+        type_: spa_sys::SPA_TYPE_OBJECT_Props,
+        id: spa_sys::SPA_PARAM_Props,
+        properties: vec![
+            prop(
+                spa_sys::SPA_PROP_channelVolumes,
+                Value::ValueArray(ValueArray::Float(volumes.to_vec())),
+            ),
+            prop(spa_sys::SPA_PROP_mute, Value::Bool(mute)),
+        ],
+    };
+    PodBytes::serialize(&Value::Object(obj))
+}
+
 /// A `Latency` pod reporting `frames` of buffering toward the backend: in the input direction
 /// for a playback node (a sink), in the output direction for a capture node (a source).
 pub fn latency_pod(kind: StreamKind, frames: u32) -> Option<PodBytes> {
@@ -759,5 +801,27 @@ mod tests {
         assert_eq!(b, [0; 7]);
         fill_silence(&mut b, PcmFormat::MuLaw);
         assert_eq!(b, [0xff; 7]);
+    }
+
+    #[test]
+    fn volume_props_parse() {
+        let pod = volume_pod(&[0.5, 0.25], true).expect("pod");
+        let (v, m) = parse_volume(pod.pod().expect("pod")).expect("volume");
+        assert_eq!(v, Some(vec![0.5, 0.25]));
+        assert_eq!(m, Some(true));
+        // A format pod carries no volume.
+        let f = enum_formats(&hw(&[PcmFormat::S16Le], &[48000], 2, 2), 48000);
+        assert_eq!(parse_volume(f[0].pod().expect("pod")), None);
+        // Only mute.
+        let obj = Object {
+            type_: spa_sys::SPA_TYPE_OBJECT_Props,
+            id: spa_sys::SPA_PARAM_Props,
+            properties: vec![prop(spa_sys::SPA_PROP_mute, Value::Bool(false))],
+        };
+        let only = PodBytes::serialize(&Value::Object(obj)).expect("pod");
+        assert_eq!(
+            parse_volume(only.pod().expect("pod")),
+            Some((None, Some(false)))
+        );
     }
 }

@@ -23,11 +23,26 @@
 //! | `priority.session` | `1000` | session priority (WirePlumber's default-device choice) |
 //! | `remote.name` | `internal` | the core to create nodes on; use `pipewire-0` when hosting the module in a client such as `pw-cli -m` |
 //! | `log.level` | PipeWire's | the level of the module's log topic `mod.xen-snd` (0–5 or a name) |
-//! | `xen.fake-card` | `false` | **test hook**: a built-in fake card instead of Xen |
-//! | `xen.fake-card.stats-dir` | unset | **test hook**: where the fake ports write `<node.name>.stats` |
+//! | `xen.test-world` | unset | **test hook only**: run against an in-process fake Xen with the reference backend (see [`testhook`]); needs the `test-hook` cargo feature (default) |
 //!
 //! Unknown keys and invalid values are refused with one error line and the module does not load
 //! (`-EINVAL`); with `flags = [ nofail ]` the daemon carries on without it.
+//!
+//! # Behaviour
+//!
+//! - **No Xen, no permission, no card**: the module loads, logs one warning that says what is
+//!   missing and how to fix it, creates no nodes, and keeps checking (every 5 s while the Xen
+//!   devices are missing or refused; a watch on `device/vsnd` afterwards), so a card attached
+//!   later with `xl vsnd-attach` gets its nodes without a restart.
+//! - **Backend restart**: the nodes stay (same id, name and volume); they go idle while the card
+//!   is disconnected and play again by themselves once the backend is back (the new stream is
+//!   handed to the node's data thread). **Card removed**: its nodes go away.
+//! - **Volume**: PipeWire's software volume, unless the backend answers GET_VOLUME at the first
+//!   OPEN: then `channelVolumes`/`mute` go to the backend as SET_VOLUME/MUTE/UNMUTE (0.001 dB
+//!   steps) and PipeWire's own volume stays at unity.
+//! - **Unload** (`pw-cli destroy`, daemon SIGTERM, a hosting `pw-cli -m` exiting): streams are
+//!   stopped and closed, then every card is closed toward its backend (Closing, then Closed),
+//!   each step bounded.
 //!
 //! # Example configuration
 //!
@@ -47,7 +62,8 @@
 //! - [`args`]: the arguments; [`naming`]: node names and properties; [`format`]: sndif ↔ SPA
 //!   formats and pods;
 //! - [`port`]: the [`port::PcmPort`] trait a node drives and the frontend events;
-//!   [`frontend`]: where cards come from; [`fake`]: the fake card;
+//!   [`frontend`]: where cards come from (the frontend engine on Xen); [`engine_port`]: a port
+//!   over an engine stream; [`testhook`]: the test world;
 //! - [`node`]: one stream per port; [`process`]: the realtime copy; [`driver`] and [`dll`]:
 //!   driver timing and rate matching;
 //! - [`module`]: lifecycle; [`log`]: logging; `ffi`: the only `unsafe` code, over PipeWire's C API.
@@ -55,7 +71,7 @@
 pub mod args;
 pub mod dll;
 pub mod driver;
-pub mod fake;
+pub mod engine_port;
 mod ffi;
 pub mod format;
 pub mod frontend;
@@ -65,5 +81,7 @@ pub mod naming;
 pub mod node;
 pub mod port;
 pub mod process;
+#[cfg(feature = "test-hook")]
+pub mod testhook;
 
 pub use ffi::pipewire__module_init;

@@ -39,6 +39,11 @@ pub fn debug(msg: &str) {
     write(LogLevel::Debug, Location::caller(), msg);
 }
 
+/// Whether debug messages are written (to skip formatting them otherwise).
+pub fn enabled_debug() -> bool {
+    ffi::log_enabled(LogLevel::Debug as u32)
+}
+
 /// Let PipeWire configure the topic, then apply the module's own level if one was given.
 pub fn init(level: Option<LogLevel>) {
     ffi::topic_init();

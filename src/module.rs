@@ -4,20 +4,25 @@
 //! # Lifecycle
 //!
 //! `init` (main thread) connects a core, starts the frontend and ties the module state to the
-//! module's `destroy` event. The frontend runs on its own thread(s) and posts
-//! [`FrontendEvent`]s to a channel, then signals a main-loop event source; its callback drains the
-//! channel and creates or removes nodes — always on the main thread.
+//! module's `destroy` event. The frontend runs on its own thread(s) and signals a main-loop event
+//! source whenever something happened; its callback (and a periodic timer) pumps the frontend's
+//! [`FrontendEvent`]s and creates, updates or removes nodes — always on the main thread.
+//!
+//! A card that disconnects (its backend restarts) keeps its nodes: they are deactivated, and when
+//! the card connects again each node gets the new stream of the same card, device and index
+//! ([`Node::replace_port`]) and is activated — same id, same name, same volume. Only a removed
+//! card, or a stream whose capabilities changed, loses its node.
 //!
 //! Teardown runs in the module's `destroy` event, for all three ways a module ends (daemon
-//! SIGTERM, `pw-cli destroy <module-id>`, the hosting `pw-cli -m` exiting): stop the frontend
-//! (join its threads, so nothing signals the event source any more), drop the stats timer, drop
-//! the nodes (each destroys its stream, whose timer goes first, then stops its port), drop the
-//! event source, then the core. When the context destroyed the core and its streams first
-//! (daemon shutdown), their wrappers noticed it and only forget them.
+//! SIGTERM, `pw-cli destroy <module-id>`, the hosting `pw-cli -m` exiting): drop the stats timer,
+//! drop the nodes (each destroys its stream, whose timer and io source go first, then stops and
+//! closes its port toward the backend, bounded), stop the frontend (the engine closes every card
+//! toward its backend, 5 then 6, bounded; its threads are joined, so nothing signals the event
+//! source any more), drop the event source, then the core. When the context destroyed the core
+//! and its streams first (daemon shutdown), their wrappers noticed it and only forget them.
 
 use core::cell::RefCell;
 use std::rc::{Rc, Weak};
-use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::Arc;
 
 use crate::args::ModuleArgs;
@@ -26,8 +31,9 @@ use crate::ffi::{
 };
 use crate::frontend::{self, Frontend};
 use crate::log::{self, RateLimit};
+use crate::naming;
 use crate::node::Node;
-use crate::port::FrontendEvent;
+use crate::port::{CardInfo, FrontendEvent, PcmPort};
 
 /// Module properties shown by `pw-cli info <module-id>`.
 pub const AUTHOR: &str = "pipewire-xen-snd developers";
@@ -37,9 +43,10 @@ pub const DESCRIPTION: &str =
 /// `module.usage`.
 pub const USAGE: &str = "( xen.cards = all | [ <dev-id> ... ] ) \
 ( node.name.prefix = xen_snd ) ( node.latency = 1024/48000 ) ( xen.driver = true ) \
-( xen.period-frames = 0 ) ( xen.buffer-frames = 0 ) ( xen.xenstore-path = /dev/xen/xenbus ) \
+( xen.period-frames = 0 ) ( xen.buffer-frames = 0 ) \
+( xen.xenstore-path = $XENSTORED_PATH or /dev/xen/xenbus ) \
 ( priority.driver = 1000 ) ( priority.session = 1000 ) ( remote.name = internal ) \
-( log.level = <0-5> ) ( xen.fake-card = false ) ( xen.fake-card.stats-dir = <dir> )";
+( log.level = <0-5, default PipeWire's> ) ( xen.test-world = <spec> (test hook only, unset) )";
 
 /// How often counters are checked and problems reported.
 const STATS_PERIOD_NS: u64 = 1_000_000_000;
@@ -54,7 +61,6 @@ struct State {
     graph_rate: u32,
     core: Option<CoreConnection>,
     nodes: Vec<NodeEntry>,
-    rx: Receiver<FrontendEvent>,
     events: Option<EventSource>,
     frontend: Option<Box<dyn Frontend>>,
     stats_timer: Option<TimerSource>,
@@ -66,6 +72,17 @@ struct NodeEntry {
     last_underruns: u64,
     last_dropped: u64,
     limit: RateLimit,
+}
+
+impl NodeEntry {
+    fn new(node: Node) -> NodeEntry {
+        NodeEntry {
+            node,
+            last_underruns: 0,
+            last_dropped: 0,
+            limit: RateLimit::default(),
+        }
+    }
 }
 
 /// The loaded module.
@@ -135,7 +152,6 @@ pub fn init(module: ModulePtr, pairs: &[(String, String)]) -> Result<(), InitErr
         )
         .map_err(InitError::PipeWire)?;
 
-    let (tx, rx) = mpsc::channel::<FrontendEvent>();
     let state = Rc::new(RefCell::new(State {
         module_id: module.id(),
         args: args.clone(),
@@ -143,7 +159,6 @@ pub fn init(module: ModulePtr, pairs: &[(String, String)]) -> Result<(), InitErr
         graph_rate,
         core: Some(core),
         nodes: Vec::new(),
-        rx,
         events: None,
         frontend: None,
         stats_timer: None,
@@ -154,7 +169,7 @@ pub fn init(module: ModulePtr, pairs: &[(String, String)]) -> Result<(), InitErr
     let events = main_loop
         .add_event(Box::new(move || {
             if let Some(st) = weak.upgrade() {
-                drain_events(&st);
+                pump(&st);
             }
         }))
         .map_err(InitError::PipeWire)?;
@@ -165,6 +180,7 @@ pub fn init(module: ModulePtr, pairs: &[(String, String)]) -> Result<(), InitErr
     let timer = main_loop
         .add_timer(Box::new(move |_| {
             if let Some(st) = weak.upgrade() {
+                pump(&st);
                 check_stats(&st);
             }
         }))
@@ -172,10 +188,8 @@ pub fn init(module: ModulePtr, pairs: &[(String, String)]) -> Result<(), InitErr
     timer.arm_periodic(STATS_PERIOD_NS);
     state.borrow_mut().stats_timer = Some(timer);
 
-    match frontend::start(&args, tx, Arc::new(move || waker.wake())) {
-        Ok(fe) => state.borrow_mut().frontend = Some(fe),
-        Err(msg) => log::warn(&msg),
-    }
+    let fe = frontend::start(&args, Arc::new(move || waker.wake()));
+    state.borrow_mut().frontend = Some(fe);
 
     module.update_properties(&[
         ("module.author", AUTHOR),
@@ -189,69 +203,119 @@ pub fn init(module: ModulePtr, pairs: &[(String, String)]) -> Result<(), InitErr
         args.driver,
         args.latency,
         args.prefix,
-        if args.fake_card { ", fake card" } else { "" }
+        if args.test_world.is_some() {
+            ", test world"
+        } else {
+            ""
+        }
     ));
     ffi::attach(module, Box::new(Module { state }));
     Ok(())
 }
 
-/// Handle everything the frontend posted (main thread).
-fn drain_events(st: &Rc<RefCell<State>>) {
-    loop {
-        let ev = match st.borrow().rx.try_recv() {
-            Ok(ev) => ev,
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
-        };
+/// Take and handle what the frontend has (main thread).
+fn pump(st: &Rc<RefCell<State>>) {
+    let now = ffi::monotonic_ns();
+    let events = match st.borrow_mut().frontend.as_mut() {
+        Some(fe) => fe.pump(now),
+        None => return,
+    };
+    for ev in events {
         handle_event(st, ev);
     }
 }
 
 fn handle_event(st: &Rc<RefCell<State>>, ev: FrontendEvent) {
     match ev {
-        FrontendEvent::CardConnected { card, ports } => {
-            remove_card(st, card.dev_id);
-            let mut s = st.borrow_mut();
-            let s = &mut *s;
-            let Some(core) = s.core.as_ref().filter(|c| c.is_alive()) else {
-                log::warn("card connected, but the core connection is gone");
-                return;
-            };
-            for port in ports {
-                match Node::create(&s.args, core, s.data_loop, s.graph_rate, &card, port) {
-                    Ok(node) => {
-                        log::info(&format!("{}: created", node.name()));
-                        s.nodes.push(NodeEntry {
-                            node,
-                            last_underruns: 0,
-                            last_dropped: 0,
-                            limit: RateLimit::default(),
-                        });
-                    }
-                    Err(e) => log::error(&format!("cannot create a node: {e}")),
-                }
-            }
-        }
+        FrontendEvent::CardConnected { card, ports } => card_connected(st, &card, ports),
         FrontendEvent::CardDisconnected { dev_id, reason } => {
-            log::info(&format!("card {dev_id} disconnected: {reason}"));
-            remove_card(st, dev_id);
+            log::info(&format!(
+                "card {dev_id} disconnected ({reason}); its nodes wait for the backend"
+            ));
+            for e in st.borrow().nodes.iter().filter(|e| e.node.card == dev_id) {
+                e.node.set_active(false);
+            }
         }
         FrontendEvent::CardRemoved { dev_id } => {
             log::info(&format!("card {dev_id} removed"));
-            remove_card(st, dev_id);
+            remove_nodes(st, |e| e.node.card == dev_id);
         }
         FrontendEvent::Problem { message } => log::warn(&message),
         FrontendEvent::Info { message } => log::info(&message),
     }
 }
 
-/// Drop the nodes of card `dev_id` (outside the state borrow: destroying a stream emits
+/// A card connected: existing nodes of the same streams get the new ports, new streams get new
+/// nodes, nodes whose stream is gone (or changed its capabilities) are removed.
+fn card_connected(st: &Rc<RefCell<State>>, card: &CardInfo, ports: Vec<Box<dyn PcmPort>>) {
+    let prefix = st.borrow().args.prefix.clone();
+    let mut old: Vec<NodeEntry> = {
+        let mut s = st.borrow_mut();
+        let (old, keep) = core::mem::take(&mut s.nodes)
+            .into_iter()
+            .partition(|e| e.node.card == card.dev_id);
+        s.nodes = keep;
+        old
+    };
+    let mut kept: Vec<NodeEntry> = Vec::new();
+    let mut fresh: Vec<Box<dyn PcmPort>> = Vec::new();
+    for port in ports {
+        let i = port.info();
+        let name = naming::node_name(&prefix, card.dev_id, i.device, i.kind, i.index);
+        let Some(pos) = old.iter().position(|e| e.node.name() == name) else {
+            fresh.push(port);
+            continue;
+        };
+        let e = old.swap_remove(pos);
+        match e.node.replace_port(port) {
+            Ok(()) => {
+                e.node.set_active(true);
+                log::info(&format!("{name}: reconnected to the backend"));
+                kept.push(e);
+            }
+            Err(port) => {
+                log::info(&format!(
+                    "{name}: the stream's capabilities changed; recreating the node"
+                ));
+                drop(e);
+                fresh.push(port);
+            }
+        }
+    }
+    for e in old {
+        log::info(&format!(
+            "{}: removed (no such stream any more)",
+            e.node.name()
+        ));
+        drop(e);
+    }
+    let mut s = st.borrow_mut();
+    let s = &mut *s;
+    s.nodes.extend(kept);
+    if fresh.is_empty() {
+        return;
+    }
+    let Some(core) = s.core.as_ref().filter(|c| c.is_alive()) else {
+        log::warn("card connected, but the core connection is gone");
+        return;
+    };
+    for port in fresh {
+        match Node::create(&s.args, core, s.data_loop, s.graph_rate, card, port) {
+            Ok(node) => {
+                log::info(&format!("{}: created", node.name()));
+                s.nodes.push(NodeEntry::new(node));
+            }
+            Err(e) => log::error(&format!("cannot create a node: {e}")),
+        }
+    }
+}
+
+/// Drop the nodes `which` selects (outside the state borrow: destroying a stream emits
 /// callbacks).
-fn remove_card(st: &Rc<RefCell<State>>, dev_id: u32) {
+fn remove_nodes(st: &Rc<RefCell<State>>, which: impl Fn(&NodeEntry) -> bool) {
     let gone: Vec<NodeEntry> = {
         let mut s = st.borrow_mut();
-        let (gone, keep) = core::mem::take(&mut s.nodes)
-            .into_iter()
-            .partition(|e| e.node.card == dev_id);
+        let (gone, keep) = core::mem::take(&mut s.nodes).into_iter().partition(which);
         s.nodes = keep;
         gone
     };
@@ -274,7 +338,16 @@ fn check_stats(st: &Rc<RefCell<State>>) {
         s.panics_reported = panics;
     }
     for e in &mut s.nodes {
+        e.node.sync_volume();
         let stats = e.node.stats();
+        if log::enabled_debug() {
+            log::debug(&format!(
+                "{}: port delay {} frames, {} process calls",
+                e.node.name(),
+                stats.port_delay.load(std::sync::atomic::Ordering::Relaxed),
+                stats.process.load(std::sync::atomic::Ordering::Relaxed)
+            ));
+        }
         let under = stats.underruns.load(std::sync::atomic::Ordering::Relaxed);
         let dropped = stats.dropped.load(std::sync::atomic::Ordering::Relaxed);
         let (du, dd) = (
@@ -304,26 +377,24 @@ fn check_stats(st: &Rc<RefCell<State>>) {
 impl ModuleOwner for Module {
     fn destroyed(self: Box<Self>) {
         let module_id = self.state.borrow().module_id;
-        // 1. No more events: join the frontend's threads (they may hold the waker).
+        // 1. No more periodic work.
+        let timer = self.state.borrow_mut().stats_timer.take();
+        drop(timer);
+        // 2. Nodes: streams (with their timers and io sources) first, then their ports, which
+        //    stop and close their streams toward the backend (bounded).
+        let nodes = core::mem::take(&mut self.state.borrow_mut().nodes);
+        drop(nodes);
+        // 3. The frontend: every card is closed toward its backend (bounded) and its threads
+        //    are joined, so nothing signals the event source any more. Events not taken yet
+        //    (ports of a card that just connected) go with it.
         let fe = self.state.borrow_mut().frontend.take();
         if let Some(mut fe) = fe {
             fe.shutdown();
+            drop(fe);
         }
-        // 2. No more periodic checks.
-        let timer = self.state.borrow_mut().stats_timer.take();
-        drop(timer);
-        // 3. Nodes: streams (and their timers) first, then their ports.
-        let nodes = core::mem::take(&mut self.state.borrow_mut().nodes);
-        drop(nodes);
-        // 4. The event source, and ports still waiting in the channel.
+        // 4. The event source.
         let events = self.state.borrow_mut().events.take();
         drop(events);
-        {
-            let s = self.state.borrow();
-            while let Ok(ev) = s.rx.try_recv() {
-                drop(ev);
-            }
-        }
         // 5. The core (disconnects unless the context already destroyed it).
         let core = self.state.borrow_mut().core.take();
         drop(core);

@@ -11,10 +11,21 @@
 //! | `io` | pointers set on the main thread, areas used on the data thread |
 //! | `stats` | atomics, any thread |
 //!
-//! The port's control calls (`start`, `stop`) are forwarded to the data thread with a blocking
-//! invoke, so the port is only ever used by one thread at a time.
+//! The port's control calls (`start`, `stop`, `set_volume`) are forwarded to the data thread
+//! with a blocking invoke, so the port is only ever used by one thread at a time. The port's fd
+//! (the stream's event channel) is watched on the data loop, so answers and position reports
+//! are taken even while the graph does not run. When the card reconnects, a new port replaces
+//! the old one through the same kind of invoke ([`Node::replace_port`]); the old port is dropped
+//! on the main thread.
+//!
+//! As a driver the node waits (up to [`DRIVER_WAIT_LIMIT_NS`]) for a port that cannot take or
+//! give a whole quantum: the backend's clock paces the graph instead of data being dropped.
+//!
+//! Volume: the node remembers `channelVolumes`/`mute` from `Props`; once its port says the
+//! backend controls the volume, they go to the port and PipeWire's software volume (the
+//! adapter's `softVolumes`/`softMute`) is held at unity.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use pipewire::spa::pod::Pod;
@@ -28,11 +39,18 @@ use crate::ffi::{
 };
 use crate::format::{self, Negotiated};
 use crate::naming;
-use crate::port::{CardInfo, PcmPort, PortCounters, PortParams};
+use crate::port::{
+    CardInfo, PcmPort, PortCounters, PortInfo, PortParams, PortVolume, VolumeSupport,
+};
 use crate::process::{sink_cycle, source_cycle};
 
 /// Largest quantum the silence buffer covers, frames (PipeWire's maximum).
 const MAX_QUANTUM: usize = 8192;
+
+/// How long a driver cycle waits for a port that cannot take (or give) a whole quantum before
+/// it runs anyway: scheduling hiccups of the backend are bridged, a stalled backend is not
+/// waited for longer (the graph would stall with it).
+pub const DRIVER_WAIT_LIMIT_NS: u64 = 250_000_000;
 
 /// Counters of a node, readable from any thread.
 #[derive(Debug, Default)]
@@ -53,6 +71,41 @@ pub struct NodeStats {
     pub trigger_errors: AtomicU64,
     /// Cycles skipped because the realtime state was busy (never expected).
     pub skipped: AtomicU64,
+    /// The port's [`VolumeSupport`] (0 unknown, 1 software, 2 backend), as last seen.
+    pub volume_support: AtomicU8,
+    /// Whether the port can carry audio, as last seen.
+    pub port_alive: AtomicBool,
+    /// The port's delay (frames written but not played, or captured but not read) in the
+    /// last cycle.
+    pub port_delay: AtomicU64,
+    /// Cycles in which the follower steered the resampler.
+    pub rate_matched: AtomicU64,
+    /// Driver ticks postponed because the port could not take (or give) a whole quantum yet.
+    pub waits: AtomicU64,
+}
+
+impl NodeStats {
+    /// The port's volume support as last seen.
+    pub fn volume_support(&self) -> VolumeSupport {
+        match self.volume_support.load(Ordering::Relaxed) {
+            1 => VolumeSupport::Software,
+            2 => VolumeSupport::Backend,
+            _ => VolumeSupport::Unknown,
+        }
+    }
+}
+
+fn publish_port(stats: &NodeStats, port: &dyn PcmPort) {
+    let v = match port.volume_support() {
+        VolumeSupport::Unknown => 0,
+        VolumeSupport::Software => 1,
+        VolumeSupport::Backend => 2,
+    };
+    stats.volume_support.store(v, Ordering::Relaxed);
+    stats.port_alive.store(port.is_alive(), Ordering::Relaxed);
+    stats
+        .port_delay
+        .store(port.delay_frames(), Ordering::Relaxed);
 }
 
 fn bump(c: &AtomicU64, n: u64) {
@@ -99,6 +152,18 @@ struct RtState {
     running: Option<Running>,
     driver: DriverClock,
     matcher: RateMatcher,
+    /// Driver: when the current wait for the port began (0: not waiting).
+    waiting_since: u64,
+}
+
+/// Who applies the node's volume now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum VolumeMode {
+    /// PipeWire (audioconvert), the default.
+    #[default]
+    Software,
+    /// The backend; PipeWire's software volume is held at unity.
+    Backend,
 }
 
 /// Main-thread state.
@@ -108,6 +173,9 @@ struct MainState {
     streaming: bool,
     started: Option<PortParams>,
     driving: bool,
+    /// The node's volume (`channelVolumes`, linear) and mute, once set through `Props`.
+    volume: Option<(Vec<f32>, bool)>,
+    volume_mode: VolumeMode,
 }
 
 /// The part of a node its stream's callbacks see (shared with the data thread).
@@ -117,6 +185,7 @@ pub struct NodeCore {
     pub name: String,
     kind: StreamKind,
     hw: PcmHw,
+    info: PortInfo,
     settings: NodeSettings,
     data_loop: DataLoop,
     io: IoAreas,
@@ -213,12 +282,16 @@ impl NodeCore {
         if m.started.take().is_some() {
             let c = self.stop_port();
             crate::log::info(&format!(
-                "{}: stopped ({} driven cycles, {} process calls, {} underrun cycles so far; \
-                 port: {} underruns, {} overruns, {} errors)",
+                "{}: stopped ({} driven cycles, {} process calls, {} underrun cycles, {} \
+                 rate-matched cycles, {} dropped frames, {} waits for the backend so far; port: \
+                 {} underruns, {} overruns, {} errors)",
                 self.name,
                 self.stats.triggers.load(Ordering::Relaxed),
                 self.stats.process.load(Ordering::Relaxed),
                 self.stats.underruns.load(Ordering::Relaxed),
+                self.stats.rate_matched.load(Ordering::Relaxed),
+                self.stats.dropped.load(Ordering::Relaxed),
+                self.stats.waits.load(Ordering::Relaxed),
                 c.underruns,
                 c.overruns,
                 c.errors
@@ -254,6 +327,87 @@ impl NodeCore {
         cmd
     }
 
+    /// `Props` changed (main thread): remember the volume; when the backend applies it, forward
+    /// it there and hold PipeWire's own volume at unity.
+    fn on_props(&self, s: StreamPtr<'_>, pod: &Pod) {
+        let Some((volumes, mute)) = format::parse_volume(pod) else {
+            return;
+        };
+        self.main.with(|m| {
+            let (old_v, old_m) = m.volume.clone().unwrap_or((Vec::new(), false));
+            let v = volumes.unwrap_or(old_v);
+            let mute = mute.unwrap_or(old_m);
+            crate::log::debug(&format!("{}: volume {v:?} mute {mute}", self.name));
+            m.volume = Some((v, mute));
+            if m.volume_mode == VolumeMode::Backend {
+                self.push_volume(m);
+                self.hold_soft_unity(s, m);
+            }
+        });
+    }
+
+    /// Hand the node's volume to the port (data thread, blocking invoke).
+    fn push_volume(&self, m: &MainState) {
+        let Some((v, mute)) = &m.volume else {
+            return;
+        };
+        let pv = PortVolume::from_linear(v, *mute);
+        let rc = self.data_loop.invoke(&mut || {
+            self.rt.with(|rt| rt.port.set_volume(&pv));
+        });
+        if rc < 0 {
+            crate::log::warn(&format!("{}: cannot forward the volume ({rc})", self.name));
+        }
+    }
+
+    fn hold_soft_unity(&self, s: StreamPtr<'_>, m: &MainState) {
+        let n = m.volume.as_ref().map_or(0, |(v, _)| v.len()).max(1);
+        let rc = s.set_soft_volume(&vec![1.0; n], false);
+        if rc < 0 {
+            crate::log::warn(&format!(
+                "{}: cannot hold the software volume at unity ({rc})",
+                self.name
+            ));
+        }
+    }
+
+    /// Follow the port's volume support (main thread, periodically and after a port swap): when
+    /// the backend applies the volume, forward it and hold PipeWire's at unity; when it does not
+    /// (any more), give the volume back to PipeWire.
+    fn sync_volume(&self, s: StreamPtr<'_>) {
+        let support = self.stats.volume_support();
+        self.main.with(|m| match (support, m.volume_mode) {
+            (VolumeSupport::Backend, VolumeMode::Software) => {
+                crate::log::info(&format!(
+                    "{}: the backend controls the volume; PipeWire's stays at unity",
+                    self.name
+                ));
+                m.volume_mode = VolumeMode::Backend;
+                self.push_volume(m);
+                if m.volume.is_some() {
+                    self.hold_soft_unity(s, m);
+                }
+            }
+            (VolumeSupport::Software, VolumeMode::Backend) => {
+                crate::log::info(&format!(
+                    "{}: the backend has no volume control; PipeWire applies the volume",
+                    self.name
+                ));
+                m.volume_mode = VolumeMode::Software;
+                if let Some((v, mute)) = &m.volume {
+                    let rc = s.set_soft_volume(v, *mute);
+                    if rc < 0 {
+                        crate::log::warn(&format!(
+                            "{}: cannot restore the software volume ({rc})",
+                            self.name
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        });
+    }
+
     /// The quantum and rate of the graph, or the configured default.
     fn quantum(&self) -> (u64, u32) {
         self.io.quantum().unwrap_or(self.settings.default_quantum)
@@ -268,6 +422,7 @@ impl NodeCore {
             ..
         } = rt;
         port.service(now);
+        publish_port(&self.stats, port.as_ref());
         let Some(run) = running.as_ref() else {
             // Not started: hand back an empty buffer so nothing stale is replayed.
             if let Some(mut b) = s.dequeue() {
@@ -330,8 +485,15 @@ impl NodeCore {
         }
         if driving {
             self.io.set_rate_match(None);
+        } else if !port.is_running() {
+            // Pre-fill or restart: the fill level settles only once the backend runs.
+            matcher.reset();
+            self.io.set_rate_match(None);
         } else {
             let r = matcher.update(quantum, rate, port.delay_frames());
+            if r.is_some() {
+                bump(&self.stats.rate_matched, 1);
+            }
             self.io.set_rate_match(r);
         }
     }
@@ -342,6 +504,7 @@ impl NodeCore {
             port,
             running,
             driver,
+            waiting_since,
             ..
         } = rt;
         let Some(run) = running.as_ref() else {
@@ -350,6 +513,33 @@ impl NodeCore {
         let now = ffi::monotonic_ns();
         port.service(now);
         let (quantum, rate) = self.quantum();
+        // The backend's clock drives: while the port cannot take (playback) or give (capture) a
+        // whole quantum, the cycle waits for it rather than dropping data or inserting silence
+        // — up to DRIVER_WAIT_LIMIT_NS, then it runs anyway (a backend that stalls for longer
+        // loses data; a dead one is not waited for).
+        if driving && port.is_running() {
+            let room = match self.kind {
+                StreamKind::Playback => port.writable_frames(),
+                StreamKind::Capture => port.readable_frames(),
+            };
+            let short = quantum.saturating_sub(u64::from(room));
+            let limit = DRIVER_WAIT_LIMIT_NS;
+            if short > 0 {
+                if *waiting_since == 0 {
+                    *waiting_since = now.max(1);
+                }
+                if now.saturating_sub(*waiting_since) < limit {
+                    bump(&self.stats.waits, 1);
+                    let wait = cycle_ns(short, rate).clamp(500_000, 5_000_000);
+                    return (false, TimerCmd::ArmAt(now.saturating_add(wait)));
+                }
+            }
+            if *waiting_since != 0 {
+                *waiting_since = 0;
+                // The schedule moves with the backend instead of catching up.
+                driver.postpone(now);
+            }
+        }
         let target = target_fill(
             self.kind,
             run.params.buffer_frames,
@@ -370,6 +560,11 @@ impl NodeCore {
         }
         (driving, TimerCmd::ArmAt(u.next_nsec))
     }
+}
+
+/// Nanoseconds of `frames` at `rate` Hz.
+fn cycle_ns(frames: u64, rate: u32) -> u64 {
+    frames.saturating_mul(1_000_000_000) / u64::from(rate.max(1))
 }
 
 impl StreamEvents for NodeCore {
@@ -407,6 +602,12 @@ impl StreamEvents for NodeCore {
     }
 
     fn param_changed(&self, s: StreamPtr<'_>, id: u32, param: Option<&Pod>) -> TimerCmd {
+        if id == ffi::spa::SPA_PARAM_Props {
+            if let Some(pod) = param {
+                self.on_props(s, pod);
+            }
+            return TimerCmd::Keep;
+        }
         if id != ffi::spa::SPA_PARAM_Format {
             return TimerCmd::Keep;
         }
@@ -453,6 +654,20 @@ impl StreamEvents for NodeCore {
             }
         });
         TimerCmd::Keep
+    }
+
+    fn fd_ready(&self) {
+        let now = ffi::monotonic_ns();
+        if self
+            .rt
+            .with(|rt| {
+                rt.port.service(now);
+                publish_port(&self.stats, rt.port.as_ref());
+            })
+            .is_none()
+        {
+            bump(&self.stats.skipped, 1);
+        }
     }
 
     fn process(&self, s: StreamPtr<'_>) {
@@ -540,6 +755,7 @@ impl Node {
             name: name.clone(),
             kind: info.kind,
             hw: info.hw.clone(),
+            info: info.clone(),
             settings,
             data_loop,
             io: IoAreas::default(),
@@ -549,15 +765,18 @@ impl Node {
                 running: None,
                 driver: DriverClock::new(info.kind),
                 matcher: RateMatcher::new(info.kind),
+                waiting_since: 0,
             }),
             main: MainCell::new(MainState::default()),
             gone: AtomicBool::new(false),
         });
+        let fd = core.rt.with(|rt| rt.port.fd()).flatten();
         let stream =
             Stream::new(pw_core, &name, props, Arc::clone(&core), data_loop).map_err(pw_err)?;
         if settings.driver {
             stream.add_timer().map_err(pw_err)?;
         }
+        stream.watch_fd(fd).map_err(pw_err)?;
         let mut params: Vec<&Pod> = pods.iter().filter_map(|p| p.pod()).collect();
         // The expected backend latency until the port reports the real one.
         let latency = format::preferred_rate(&info.hw, graph_rate).and_then(|rate| {
@@ -608,6 +827,88 @@ impl Node {
     /// Whether the context destroyed the stream.
     pub fn is_gone(&self) -> bool {
         self.core.gone.load(Ordering::Acquire)
+    }
+
+    /// What the node's port is (stream identity and capabilities).
+    pub fn port_info(&self) -> &PortInfo {
+        &self.core.info
+    }
+
+    /// Whether the port can carry audio, as last seen by the data thread.
+    pub fn port_alive(&self) -> bool {
+        self.core.stats.port_alive.load(Ordering::Relaxed)
+    }
+
+    /// Swap in `port` (a new stream of the same card, device and index after the card
+    /// reconnected) for the current one, keeping the node (its id, name, links and volume). If
+    /// the node is started, the new port starts with the same parameters. The port is handed
+    /// to the data thread through a blocking invoke; the old one is dropped here, on the main
+    /// thread. A port with different identity or capabilities is given back.
+    pub fn replace_port(&self, port: Box<dyn PcmPort>) -> Result<(), Box<dyn PcmPort>> {
+        if port.info() != &self.core.info {
+            return Err(port);
+        }
+        let fd = port.fd();
+        let mut incoming = Some(port);
+        let mut outgoing: Option<Box<dyn PcmPort>> = None;
+        let (inc, out) = (&mut incoming, &mut outgoing);
+        let core: &NodeCore = &self.core;
+        let stats = &core.stats;
+        let rc = core.data_loop.invoke(&mut || {
+            let now = ffi::monotonic_ns();
+            core.rt.with(|rt| {
+                let Some(new) = inc.take() else { return };
+                let old = core::mem::replace(&mut rt.port, new);
+                if let Some(run) = rt.running.as_ref() {
+                    // Errors are counted by the port; the node keeps its started state.
+                    let _ = rt.port.start(&run.params, now);
+                    rt.matcher.reset();
+                }
+                publish_port(stats, rt.port.as_ref());
+                *out = Some(old);
+            });
+        });
+        if let Some(back) = incoming {
+            crate::log::warn(&format!(
+                "{}: cannot hand the new stream to the data thread ({rc})",
+                self.core.name
+            ));
+            return Err(back);
+        }
+        if let Some(stream) = &self.stream {
+            if let Err(e) = stream.watch_fd(fd) {
+                crate::log::warn(&format!("{}: {e}", self.core.name));
+            }
+        }
+        // The old port's io source is gone: it may be dropped (and its fd closed) now.
+        drop(outgoing);
+        self.core.main.with(|m| {
+            // The new backend may or may not control the volume: start over in software.
+            self.core.push_volume(m);
+        });
+        self.sync_volume();
+        Ok(())
+    }
+
+    /// Follow the port's volume support (see `NodeCore::sync_volume`). Main thread.
+    pub fn sync_volume(&self) {
+        if let Some(stream) = &self.stream {
+            stream.with_ptr(|s| self.core.sync_volume(s));
+        }
+    }
+
+    /// Activate or deactivate the node (an inactive node is not scheduled). Main thread.
+    pub fn set_active(&self, active: bool) {
+        if let Some(stream) = &self.stream {
+            let rc = stream.set_active(active);
+            if rc < 0 {
+                crate::log::warn(&format!(
+                    "{}: cannot {} the stream ({rc})",
+                    self.core.name,
+                    if active { "activate" } else { "deactivate" }
+                ));
+            }
+        }
     }
 }
 

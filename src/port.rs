@@ -1,13 +1,14 @@
 //! What a PipeWire node needs from a PCM stream: the [`PcmPort`] trait, and the cards and events a
 //! frontend hands to the module.
 //!
-//! The frontend engine (`xen-snd-engine`) provides the real ports; [`crate::fake`] provides fake
-//! ones for tests. A port is `Send` and owned by one thread at a time: the module creates the node
+//! The frontend engine (`xen-snd-engine`) provides the real ports ([`crate::engine_port`]); unit
+//! tests use their own. A port is `Send` and owned by one thread at a time: the module creates the node
 //! on the main thread, then the port lives in the node's realtime state and every call to it —
 //! the control calls included — runs on the data-loop thread (control calls are forwarded there
 //! with a blocking invoke, so they must not block: they submit and return).
 
 use core::fmt;
+use std::os::fd::RawFd;
 
 use sndif::config::{PcmHw, StreamKind};
 use sndif::formats::PcmFormat;
@@ -115,6 +116,113 @@ pub trait PcmPort: Send + fmt::Debug {
 
     /// Counters.
     fn counters(&self) -> PortCounters;
+
+    /// The file descriptor to watch on the data loop: readable when the backend answered or
+    /// reported a position; [`PcmPort::service`] is called then. `None`: nothing to watch.
+    fn fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    /// Realtime: the volume the node has (every channel in 0.001 dB, and mute). A port whose
+    /// backend controls the volume ([`VolumeSupport::Backend`]) forwards it; others ignore it.
+    fn set_volume(&mut self, _volume: &PortVolume) {}
+
+    /// Whether the backend controls the volume (known once the stream was opened).
+    fn volume_support(&self) -> VolumeSupport {
+        VolumeSupport::Software
+    }
+
+    /// Whether the backend runs the stream (its fill level means something: rate matching
+    /// watches it only then).
+    fn is_running(&self) -> bool {
+        true
+    }
+
+    /// Whether the port can carry audio at all (false once its card disconnected or the stream
+    /// failed; the module then replaces the port when the card connects again).
+    fn is_alive(&self) -> bool {
+        true
+    }
+}
+
+/// Most channels a [`PortVolume`] carries.
+pub const MAX_CHANNELS: usize = 64;
+
+/// Quietest volume sent to a backend, 0.001 dB (-144 dB: below 24-bit resolution).
+pub const MIN_VOLUME_MDB: i32 = -144_000;
+/// Loudest volume sent to a backend, 0.001 dB (+24 dB).
+pub const MAX_VOLUME_MDB: i32 = 24_000;
+
+/// A volume for the backend: one value per channel in 0.001 dB (0 = unity), and mute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortVolume {
+    /// Channels in use.
+    pub channels: u8,
+    /// Per channel, 0.001 dB.
+    pub mdb: [i32; MAX_CHANNELS],
+    /// Muted.
+    pub mute: bool,
+}
+
+impl PortVolume {
+    /// From PipeWire's linear channel volumes (`channelVolumes`, 1.0 = unity) and mute. At most
+    /// [`MAX_CHANNELS`] channels are kept.
+    pub fn from_linear(volumes: &[f32], mute: bool) -> PortVolume {
+        let mut mdb = [0; MAX_CHANNELS];
+        let mut n = 0;
+        for (slot, v) in mdb.iter_mut().zip(volumes) {
+            *slot = linear_to_mdb(*v);
+            n += 1;
+        }
+        PortVolume {
+            channels: u8::try_from(n).unwrap_or(u8::MAX),
+            mdb,
+            mute,
+        }
+    }
+
+    /// The values of the channels in use.
+    pub fn values(&self) -> &[i32] {
+        self.mdb.get(..usize::from(self.channels)).unwrap_or(&[])
+    }
+
+    /// The same volume for `channels` channels: missing channels repeat the last value (or 0 dB
+    /// if there is none), extra ones are dropped.
+    pub fn fitted(&self, channels: u8) -> PortVolume {
+        let mut out = *self;
+        let last = self.values().last().copied().unwrap_or(0);
+        for (i, slot) in out.mdb.iter_mut().enumerate() {
+            if i >= usize::from(self.channels) {
+                *slot = last;
+            }
+        }
+        out.channels = channels.min(u8::try_from(MAX_CHANNELS).unwrap_or(u8::MAX));
+        out
+    }
+}
+
+/// A linear gain (1.0 = unity) in 0.001 dB, clamped to [`MIN_VOLUME_MDB`]..=[`MAX_VOLUME_MDB`].
+pub fn linear_to_mdb(v: f32) -> i32 {
+    if v.is_nan() || v <= 0.0 {
+        return MIN_VOLUME_MDB;
+    }
+    let mdb = 20_000.0 * f64::from(v).log10();
+    if !mdb.is_finite() {
+        return MIN_VOLUME_MDB;
+    }
+    mdb.round()
+        .clamp(f64::from(MIN_VOLUME_MDB), f64::from(MAX_VOLUME_MDB)) as i32
+}
+
+/// Who applies the volume of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeSupport {
+    /// Not known yet (the stream was not opened yet).
+    Unknown,
+    /// PipeWire, in software (the backend has no volume control).
+    Software,
+    /// The backend (SET_VOLUME/MUTE); PipeWire's own volume stays at unity.
+    Backend,
 }
 
 /// A vsnd card as the frontend found it.
@@ -134,18 +242,21 @@ pub struct CardInfo {
     pub long_name: Option<String>,
 }
 
-/// What a frontend tells the module, in order, through a channel plus a wake-up of the main loop.
+/// What a frontend tells the module, in order (the module takes them on its main loop).
 #[derive(Debug)]
 pub enum FrontendEvent {
-    /// A card is connected: create one node per port.
+    /// A card is connected: its usable streams as ports. Nodes of the card that exist already
+    /// (the card connected before and its backend came back) get the new port of the same
+    /// stream and keep their identity; new streams get new nodes; nodes whose stream is gone are
+    /// removed.
     CardConnected {
         /// The card.
         card: CardInfo,
         /// Its usable streams.
         ports: Vec<Box<dyn PcmPort>>,
     },
-    /// The card's backend went away or is being reconfigured: remove its nodes (the ports are
-    /// no longer usable and must be dropped).
+    /// The card's backend went away or is reconnecting: its ports can no longer carry audio.
+    /// The nodes stay (they get new ports when the card connects again).
     CardDisconnected {
         /// The card's dev-id.
         dev_id: u32,
@@ -157,7 +268,7 @@ pub enum FrontendEvent {
         /// The card's dev-id.
         dev_id: u32,
     },
-    /// Something the user should know (logged as a warning, once).
+    /// Something the user should know (logged as a warning).
     Problem {
         /// The message.
         message: String,
@@ -167,4 +278,35 @@ pub enum FrontendEvent {
         /// The message.
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_volumes_become_millibels() {
+        assert_eq!(linear_to_mdb(1.0), 0);
+        assert_eq!(linear_to_mdb(0.5), -6021);
+        assert_eq!(linear_to_mdb(0.125), -18_062);
+        assert_eq!(linear_to_mdb(2.0), 6021);
+        assert_eq!(linear_to_mdb(0.0), MIN_VOLUME_MDB);
+        assert_eq!(linear_to_mdb(-1.0), MIN_VOLUME_MDB);
+        assert_eq!(linear_to_mdb(f32::NAN), MIN_VOLUME_MDB);
+        assert_eq!(linear_to_mdb(1e-30), MIN_VOLUME_MDB);
+        assert_eq!(linear_to_mdb(1e30), MAX_VOLUME_MDB);
+    }
+
+    #[test]
+    fn port_volume_fits_the_channel_count() {
+        let v = PortVolume::from_linear(&[1.0, 0.5], true);
+        assert_eq!(v.values(), &[0, -6021]);
+        assert!(v.mute);
+        assert_eq!(v.fitted(3).values(), &[0, -6021, -6021]);
+        assert_eq!(v.fitted(1).values(), &[0]);
+        let none = PortVolume::from_linear(&[], false);
+        assert_eq!(none.fitted(2).values(), &[0, 0]);
+        let many = PortVolume::from_linear(&[1.0; 100], false);
+        assert_eq!(usize::from(many.channels), MAX_CHANNELS);
+    }
 }

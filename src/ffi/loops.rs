@@ -3,6 +3,7 @@
 
 use core::ffi::{c_int, c_void};
 use core::ptr::NonNull;
+use std::os::fd::RawFd;
 
 use super::{guard, pw, spa};
 
@@ -179,6 +180,39 @@ impl Waker {
     }
 }
 
+unsafe extern "C" fn on_io(data: *mut c_void, _fd: c_int, _mask: u32) {
+    guard("io", (), || {
+        // SAFETY: `data` is the boxed callback of a live IoSource (see `add_io_in_thread`).
+        let cb = unsafe { &mut *data.cast::<Box<dyn FnMut() + Send>>() };
+        cb();
+    });
+}
+
+/// An io source on the data loop; dropped on the data thread (inside [`DataLoop::invoke`]).
+pub struct IoSource {
+    lp: NonNull<pw::pw_loop>,
+    source: NonNull<spa::spa_source>,
+    _cb: Box<Box<dyn FnMut() + Send>>,
+}
+
+impl core::fmt::Debug for IoSource {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IoSource").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the source is created, used and destroyed on the data thread only (the owner keeps
+// it in an RtCell reached through blocking invokes); moving the handle does nothing by itself.
+unsafe impl Send for IoSource {}
+
+impl Drop for IoSource {
+    fn drop(&mut self) {
+        // SAFETY: loop and source are live; the owner drops it on the data thread (type
+        // contract).
+        unsafe { destroy_source(self.lp, self.source) };
+    }
+}
+
 /// A timer source. A main-loop timer is dropped on the main thread; a data-loop timer must be
 /// dropped on the data thread (inside [`DataLoop::invoke`]).
 pub struct TimerSource {
@@ -283,6 +317,30 @@ impl DataLoop {
                 user.cast(),
             )
         }
+    }
+
+    /// Watch `fd` for input on the data loop: `cb` runs on the data thread while it is
+    /// readable. Call only from inside [`DataLoop::invoke`] (on the data thread); drop the
+    /// returned source there too, and before `fd` is closed.
+    pub fn add_io_in_thread(
+        self,
+        fd: RawFd,
+        cb: Box<dyn FnMut() + Send>,
+    ) -> Result<IoSource, String> {
+        // SAFETY: the loop is live (type invariant).
+        let (m, obj) = unsafe { utils(self.lp) }.ok_or("loop has no utils")?;
+        let add = m.add_io.ok_or("loop cannot add io sources")?;
+        let mut cb: Box<Box<dyn FnMut() + Send>> = Box::new(cb);
+        let data: *mut Box<dyn FnMut() + Send> = &mut *cb;
+        // SAFETY: the caller is on the data thread (contract above); the callback box lives in
+        // the returned source until the source is destroyed; the fd is not closed by the loop.
+        let source = unsafe { add(obj, fd, spa::SPA_IO_IN, false, Some(on_io), data.cast()) };
+        let source = NonNull::new(source).ok_or("cannot add an io source")?;
+        Ok(IoSource {
+            lp: self.lp,
+            source,
+            _cb: cb,
+        })
     }
 
     /// A timer on the data loop. Call only from inside [`DataLoop::invoke`] (on the data thread);

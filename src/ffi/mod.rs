@@ -26,7 +26,7 @@ pub use self::cells::{MainCell, RtCell};
 pub use self::context::{Context, CoreConnection};
 pub use self::entry::pipewire__module_init;
 pub use self::io::IoAreas;
-pub use self::log::{log_write, set_topic_level, topic_init};
+pub use self::log::{enabled as log_enabled, log_write, set_topic_level, topic_init};
 pub use self::loops::{DataLoop, EventSource, TimerSource};
 pub use self::module::{attach, ModuleOwner, ModulePtr};
 pub use self::stream::{

@@ -4,6 +4,7 @@
 
 use core::ffi::{c_char, c_void, CStr};
 use core::ptr::NonNull;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use pipewire::spa::pod::Pod;
 use super::cells::RtCell;
 use super::context::CoreConnection;
 use super::io::IoAreas;
-use super::loops::{DataLoop, TimerSource};
+use super::loops::{DataLoop, IoSource, TimerSource};
 use super::{cstring, guard, pw, spa, Props};
 
 /// `SPA_DIRECTION_INPUT`: a stream that consumes (a sink).
@@ -99,6 +100,8 @@ pub trait StreamEvents: Send + Sync + 'static {
     fn process(&self, s: StreamPtr<'_>);
     /// The stream's data-loop timer fired. Data thread.
     fn timer(&self, s: StreamPtr<'_>, expirations: u64) -> TimerCmd;
+    /// The fd given to [`Stream::watch_fd`] is readable. Data thread.
+    fn fd_ready(&self);
 }
 
 /// The stream inside a callback. Not `Send`: it cannot be kept beyond the callback.
@@ -119,6 +122,28 @@ impl<'a> StreamPtr<'a> {
     pub fn trigger_process(self) -> i32 {
         // SAFETY: as above.
         unsafe { pw::pw_stream_trigger_process(self.ptr.as_ptr()) }
+    }
+
+    /// Set PipeWire's software volume of this stream (the adapter's `softVolumes`, one value
+    /// per channel, and `softMute`), leaving `channelVolumes` to the backend. Main thread.
+    pub fn set_soft_volume(self, volumes: &[f32], mute: bool) -> i32 {
+        let mut v: Vec<f32> = volumes.to_vec();
+        let mut m = [if mute { 1.0f32 } else { 0.0 }];
+        let n = u32::try_from(v.len()).unwrap_or(0);
+        // SAFETY: the stream is live; the variadic list is (id, count, float*) triples ended by
+        // a 0 id, as pw_stream_set_control reads it; the arrays outlive the call.
+        unsafe {
+            pw::pw_stream_set_control(
+                self.ptr.as_ptr(),
+                spa::SPA_PROP_softVolumes,
+                n,
+                v.as_mut_ptr(),
+                spa::SPA_PROP_softMute,
+                1u32,
+                m.as_mut_ptr(),
+                0u32,
+            )
+        }
     }
 
     /// Replace the params with the ids of `params` (e.g. `SPA_PARAM_Latency`). Main thread.
@@ -237,6 +262,8 @@ struct Inner<H: StreamEvents> {
     data_loop: DataLoop,
     /// The data-loop timer: created, armed and destroyed on the data thread.
     timer: RtCell<Option<TimerSource>>,
+    /// The watched fd's io source: created and destroyed on the data thread.
+    io: RtCell<Option<IoSource>>,
 }
 
 /// A raw pointer that may cross to the data thread (the pointee outlives every use there).
@@ -283,13 +310,15 @@ impl<H: StreamEvents> Inner<H> {
         }
     }
 
-    /// Destroy the timer on the data thread (or here if the data loop is not running).
+    /// Destroy the timer and the io source on the data thread (or here if the data loop is
+    /// not running).
     fn remove_timer(&self) {
         let target = SendPtr(self as *const Inner<H>);
         let mut f = move || {
             // SAFETY: `self` is alive for this blocking call.
             let inner = unsafe { &*target.get() };
             inner.timer.with(|t| t.take());
+            inner.io.with(|t| t.take());
         };
         let rc = self.data_loop.invoke(&mut f);
         if rc < 0 {
@@ -435,6 +464,7 @@ impl<H: StreamEvents> Stream<H> {
             handler,
             data_loop,
             timer: RtCell::new(None),
+            io: RtCell::new(None),
         });
         inner.events.version = pw::PW_VERSION_STREAM_EVENTS;
         inner.events.destroy = Some(on_destroy::<H>);
@@ -480,6 +510,62 @@ impl<H: StreamEvents> Stream<H> {
                 u32::try_from(raw.len()).unwrap_or(0),
             )
         }
+    }
+
+    /// Watch `fd` on the data loop ([`StreamEvents::fd_ready`] while readable) instead of the fd
+    /// watched so far; `None` stops watching. The old source is gone when this returns, so the
+    /// old fd may be closed then. Main thread.
+    pub fn watch_fd(&self, fd: Option<RawFd>) -> Result<(), String> {
+        let target = SendPtr(core::ptr::addr_of!(*self.inner));
+        let dl = self.inner.data_loop;
+        let mut result: Result<(), String> = Err("the data loop did not run the request".into());
+        let res = &mut result;
+        let mut f = move || {
+            // SAFETY: `self.inner` is alive for this blocking call.
+            let inner = unsafe { &*target.get() };
+            let Some(old) = inner.io.with(|slot| slot.take()) else {
+                *res = Err("io slot busy".to_owned());
+                return;
+            };
+            drop(old);
+            let Some(fd) = fd else {
+                *res = Ok(());
+                return;
+            };
+            let for_io = SendPtr(target.get());
+            let cb = Box::new(move || {
+                // SAFETY: `Inner` outlives its io source: the source is destroyed (on this
+                // thread) before `Inner` is dropped — on destroy, in `Stream::drop` or here.
+                let inner = unsafe { &*for_io.get() };
+                inner.handler.fd_ready();
+            });
+            *res = dl.add_io_in_thread(fd, cb).and_then(|src| {
+                inner
+                    .io
+                    .with(|slot| *slot = Some(src))
+                    .ok_or_else(|| "io slot busy".to_owned())
+            });
+        };
+        let rc = dl.invoke(&mut f);
+        if rc < 0 {
+            return Err(format!("data-loop invoke failed: {rc}"));
+        }
+        result
+    }
+
+    /// Activate or deactivate the stream (an inactive node is not scheduled). Main thread.
+    pub fn set_active(&self, active: bool) -> i32 {
+        let s = self.inner.ptr.load(Ordering::Acquire);
+        if s.is_null() {
+            return -libc::ENODEV;
+        }
+        // SAFETY: the stream is live and ours.
+        unsafe { pw::pw_stream_set_active(s, active) }
+    }
+
+    /// The stream inside a main-thread call (for [`StreamPtr`] methods), if it is alive.
+    pub fn with_ptr<R>(&self, f: impl FnOnce(StreamPtr<'_>) -> R) -> Option<R> {
+        self.inner.stream_ptr().map(f)
     }
 
     /// Create the data-loop timer (disarmed) whose ticks go to [`StreamEvents::timer`].

@@ -7,31 +7,49 @@
 //! everything on drop. Tests hold [`serial`] so only one daemon runs at a time (also across test
 //! binaries and concurrent `cargo test` runs: a file lock).
 //!
+//! The module runs on its test hook ([`world`]: an in-process fake Xen with the reference
+//! backend); [`Daemon::control`] talks to the hook's control socket (crash or restart the
+//! backend, detach or attach the card, statistics), [`Daemon::backend_wav`] reads what the
+//! backend received, [`Daemon::report`] what the hook wrote at unload.
+//!
 //! No `sleep` is used to synchronise: every wait polls a real condition with a deadline.
 
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use pipewire_xen_snd::fake::{pattern_sample, FakeSnapshot, TrimmedChecksum};
+use sha2::{Digest, Sha256};
 
 /// The module's file name in the module directory.
 pub const MODULE_FILE: &str = "libpipewire-module-xen-snd.so";
+/// The module's name.
+pub const MODULE: &str = "libpipewire-module-xen-snd";
 
-/// Names of the fake card's nodes (default prefix).
+/// The test world card's playback node (default prefix): card 0, device 0, stream 0.
 pub const SINK: &str = "xen_snd.card0.dev0.playback0";
-/// The fake card's source.
+/// The test world card's capture node: card 0, device 0, stream 1.
 pub const SOURCE: &str = "xen_snd.card0.dev0.capture1";
+
+/// The module argument that runs the test world with `items` (e.g. `preset=s16-duplex`), its
+/// control socket, report and WAV directory in the daemon's temporary root (`@ROOT@`).
+pub fn world(items: &str) -> String {
+    format!(
+        "xen.test-world = \"{items}; control=@ROOT@/ctl; report=@ROOT@/report; \
+         wav-dir=@ROOT@/wav\""
+    )
+}
 
 static IN_PROCESS: Mutex<()> = Mutex::new(());
 
 /// Held while a test runs a daemon: one at a time in this process and machine-wide.
+#[derive(Debug)]
 pub struct Serial {
     _guard: MutexGuard<'static, ()>,
     lock: fs::File,
@@ -127,7 +145,7 @@ impl DaemonBuilder {
     }
 
     /// Load the module with these SPA-JSON arguments (the text between the braces).
-    /// `@STATS@` is replaced by the daemon's stats directory.
+    /// `@ROOT@` is replaced by the daemon's temporary root directory.
     pub fn module(mut self, args: &str) -> Self {
         self.args = Some(args.to_owned());
         self
@@ -188,7 +206,7 @@ impl DaemonBuilder {
         } else if let Some(args) = &self.args {
             let conf = xdg.join("pipewire/pipewire.conf.d");
             fs::create_dir_all(&conf).expect("mkdir conf");
-            let args = args.replace("@STATS@", &stats.display().to_string());
+            let args = args.replace("@ROOT@", &root.display().to_string());
             let flags = if self.nofail {
                 "flags = [ nofail ]"
             } else {
@@ -260,12 +278,21 @@ pub struct Daemon {
     run: PathBuf,
     xdg: PathBuf,
     mods: PathBuf,
-    /// Where the fake ports write their stats.
+    /// A scratch directory.
     pub stats: PathBuf,
     children: Vec<Proc>,
     dumped: bool,
     sysdir: String,
     env: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("root", &self.root)
+            .field("children", &self.children.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Daemon {
@@ -496,6 +523,11 @@ impl Daemon {
         wait_for(timeout, || self.daemon_log().contains(needle).then_some(())).is_some()
     }
 
+    /// The process id of child `index` (0: the daemon).
+    pub fn pid(&self, index: usize) -> Option<u32> {
+        self.children.get(index).map(|p| p.child.id())
+    }
+
     /// Whether the daemon process still runs.
     pub fn daemon_alive(&mut self) -> bool {
         match self.children.first_mut() {
@@ -527,10 +559,45 @@ impl Daemon {
         self.signal(0, libc::SIGTERM, Duration::from_secs(15))
     }
 
-    /// The stats a fake port wrote (`None` before the first write).
-    pub fn fake_stats(&self, node: &str) -> Option<FakeSnapshot> {
-        let text = fs::read_to_string(self.stats.join(format!("{node}.stats"))).ok()?;
-        FakeSnapshot::from_text(&text)
+    /// Send a command to the test hook's control socket; the reply lines (ending with `ok`).
+    pub fn control(&self, cmd: &str) -> Vec<String> {
+        let path = self.root.join("ctl");
+        let mut sock = UnixStream::connect(&path)
+            .unwrap_or_else(|e| self.fail(&format!("connect {}: {e}", path.display())));
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        sock.write_all(format!("{cmd}\n").as_bytes())
+            .expect("write command");
+        sock.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let lines: Vec<String> = BufReader::new(sock)
+            .lines()
+            .map(|l| l.unwrap_or_else(|e| self.fail(&format!("{cmd}: {e}"))))
+            .collect();
+        if lines.last().map(String::as_str) != Some("ok") {
+            self.fail(&format!("control {cmd:?} failed: {lines:?}"));
+        }
+        lines
+    }
+
+    /// What the test hook wrote at unload (`None` before).
+    pub fn report(&self) -> Option<String> {
+        fs::read_to_string(self.root.join("report")).ok()
+    }
+
+    /// The bytes the `generation`-th backend received on the playback stream (its WAV file's
+    /// data, whole frames).
+    pub fn backend_wav(&self, generation: u32) -> Vec<u8> {
+        let path = self
+            .root
+            .join(format!("wav/backend{generation}/1-0-0-0.wav"));
+        wav_data(&fs::read(&path).unwrap_or_default())
+    }
+
+    /// The `stream ...` line of the control socket's `stats` for `stream` (`1/0/0/0`).
+    pub fn backend_stream(&self, stream: &str) -> Option<String> {
+        self.control("stats")
+            .into_iter()
+            .find(|l| l.starts_with(&format!("stream {stream} ")))
     }
 
     /// Dump the logs and fail the test.
@@ -582,22 +649,35 @@ pub fn parse_ls(text: &str) -> Vec<(u32, Vec<(String, String)>)> {
     out
 }
 
+/// Sample `channel` of frame `n` of the playback test pattern, as a signed 16-bit value.
+/// Never 0, so no frame of the pattern is silent; the first channel gives `n` back modulo 65535.
+pub fn pattern_sample(n: u64, channel: u32) -> i16 {
+    let c = u64::from(channel);
+    let m = (n % 65535).wrapping_mul(2 * c + 1).wrapping_add(c * 101) % 65535;
+    (m + 1) as u16 as i16
+}
+
 /// Frames of silence before the pattern in [`write_pattern_wav`]: while `pw-link` links one
 /// channel after the other, the clip is still silent (48 quanta, 1 s).
 pub const LEAD_IN_FRAMES: u64 = 48 * 1024;
 
-/// A 16-bit stereo 48 kHz WAV: [`LEAD_IN_FRAMES`] of silence, then the fake pattern's frames
-/// `start..start+frames`. Returns the trimmed checksum the fake sink must report.
-pub fn write_pattern_wav(path: &Path, start: u64, frames: u64) -> TrimmedChecksum {
-    let mut data = vec![0u8; usize::try_from(LEAD_IN_FRAMES * 4).unwrap_or(0)];
-    let lead = data.len();
+/// The bytes (16-bit stereo) of the pattern's frames `start..start+frames`.
+pub fn pattern_bytes(start: u64, frames: u64) -> Vec<u8> {
+    let mut data = Vec::with_capacity(usize::try_from(frames * 4).unwrap_or(0));
     for n in start..start + frames {
         for ch in 0..2 {
             data.extend_from_slice(&pattern_sample(n, ch).to_le_bytes());
         }
     }
-    let mut sum = TrimmedChecksum::new();
-    sum.update(&data[lead..], 4, 2, &[0]);
+    data
+}
+
+/// A 16-bit stereo 48 kHz WAV: [`LEAD_IN_FRAMES`] of silence, then the pattern's frames
+/// `start..start+frames`. Returns the pattern's bytes (what must arrive).
+pub fn write_pattern_wav(path: &Path, start: u64, frames: u64) -> Vec<u8> {
+    let mut data = vec![0u8; usize::try_from(LEAD_IN_FRAMES * 4).unwrap_or(0)];
+    let clip = pattern_bytes(start, frames);
+    data.extend_from_slice(&clip);
     let mut f = fs::File::create(path).expect("create wav");
     let len = u32::try_from(data.len()).expect("wav size");
     f.write_all(b"RIFF").unwrap();
@@ -613,35 +693,87 @@ pub fn write_pattern_wav(path: &Path, start: u64, frames: u64) -> TrimmedChecksu
     f.write_all(b"data").unwrap();
     f.write_all(&len.to_le_bytes()).unwrap();
     f.write_all(&data).unwrap();
-    sum
+    clip
 }
 
-/// The 16-bit stereo frames of a WAV file's `data` chunk.
-pub fn read_wav_frames(path: &Path) -> Vec<(i16, i16)> {
-    let d = fs::read(path).expect("read wav");
+/// The `data` chunk of a WAV file (up to the end of the file if its size field lags), whole
+/// 4-byte frames.
+pub fn wav_data(d: &[u8]) -> Vec<u8> {
     let mut i = 12;
     while i + 8 <= d.len() {
         let id = &d[i..i + 4];
         let size = u32::from_le_bytes([d[i + 4], d[i + 5], d[i + 6], d[i + 7]]) as usize;
         let body = i + 8;
         if id == b"data" {
-            let end = (body + size).min(d.len());
-            return d[body..end]
-                .chunks_exact(4)
-                .map(|c| {
-                    (
-                        i16::from_le_bytes([c[0], c[1]]),
-                        i16::from_le_bytes([c[2], c[3]]),
-                    )
-                })
-                .collect();
+            let end = d.len().max(body);
+            let whole = (end - body) / 4 * 4;
+            return d[body..body + whole].to_vec();
         }
         i = body + size + (size & 1);
     }
     Vec::new()
 }
 
-/// What [`check_pattern`] found in a capture.
+/// The 16-bit stereo frames of a WAV file's `data` chunk.
+pub fn read_wav_frames(path: &Path) -> Vec<(i16, i16)> {
+    frames(&wav_data(&fs::read(path).expect("read wav")))
+}
+
+/// 16-bit stereo frames of `bytes`.
+pub fn frames(bytes: &[u8]) -> Vec<(i16, i16)> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| {
+            (
+                i16::from_le_bytes([c[0], c[1]]),
+                i16::from_le_bytes([c[2], c[3]]),
+            )
+        })
+        .collect()
+}
+
+/// What [`clip_of`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Clip {
+    /// The sound: from the first to the last frame with both channels non-silent, silent
+    /// frames left out.
+    pub bytes: Vec<u8>,
+    /// Silent frames left out inside (a graph xrun under load inserts silence while the data
+    /// waits).
+    pub gaps: u64,
+}
+
+/// The clip in 16-bit stereo `bytes` received by a backend: silence before and after does not
+/// count, nor do the frames at its edges where only one channel is linked yet (`pw-link` links
+/// one port at a time); silent frames inside are counted and left out. Any changed, dropped,
+/// repeated or reordered frame of a never-silent pattern changes the result.
+pub fn clip_of(bytes: &[u8]) -> Clip {
+    let fr: Vec<&[u8]> = bytes.chunks_exact(4).collect();
+    let complete = |f: &&[u8]| f[0..2] != [0, 0] && f[2..4] != [0, 0];
+    let (Some(first), Some(last)) = (fr.iter().position(complete), fr.iter().rposition(complete))
+    else {
+        return Clip::default();
+    };
+    let mut c = Clip::default();
+    for f in &fr[first..=last] {
+        if *f == [0, 0, 0, 0] {
+            c.gaps += 1;
+        } else {
+            c.bytes.extend_from_slice(f);
+        }
+    }
+    c
+}
+
+/// SHA-256 of `bytes`, lower-case hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What [`check_capture`] found in a capture.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PatternCheck {
     /// Pattern frames found, all exact.
@@ -654,70 +786,68 @@ pub struct PatternCheck {
     pub jumps: u64,
     /// The longest run of consecutive pattern frames.
     pub longest_run: u64,
+    /// The pattern frame the capture starts at.
+    pub start: u64,
 }
 
-/// Check a capture of the fake pattern: from the first to the last frame with both channels
-/// non-silent (at the edges `pw-link` has linked one channel only), every frame is either full
-/// silence or an exact pattern frame whose index is larger than the previous one. Frames that
-/// skip ahead are counted as lost (a recorder that misses graph cycles under load loses them);
-/// anything else — a wrong sample, a half-silent frame, a repeated or backwards frame — is an
-/// error.
-pub fn check_pattern(frames: &[(i16, i16)]) -> Result<PatternCheck, String> {
-    let complete = |f: &(i16, i16)| f.0 != 0 && f.1 != 0;
-    let first = frames
-        .iter()
-        .position(complete)
-        .ok_or("the capture has no complete frame")?;
-    let last = frames
-        .iter()
-        .rposition(complete)
-        .ok_or("the capture has no complete frame")?;
+/// Check a 16-bit stereo capture against the backend's capture `pattern` (its bytes from OPEN
+/// on): from the first place where four consecutive frames are pattern frames, every frame is
+/// either full silence or the next pattern frame, possibly after a skip forward (frames lost by a
+/// recorder that missed graph cycles). At the very end (the last 2048 frames) a frame with a
+/// silent channel is tolerated (the links go one by one). Anything else — a wrong sample, a
+/// repeated or backwards frame — is an error.
+pub fn check_capture(capture: &[u8], pattern: &[u8]) -> Result<PatternCheck, String> {
+    let cap: Vec<&[u8]> = capture.chunks_exact(4).collect();
+    let pat: Vec<&[u8]> = pattern.chunks_exact(4).collect();
+    let mut index: std::collections::HashMap<&[u8], Vec<usize>> = Default::default();
+    for (j, f) in pat.iter().enumerate() {
+        index.entry(*f).or_default().push(j);
+    }
+    let find = |window: &[&[u8]], from: usize| -> Option<usize> {
+        let first = window.first()?;
+        index.get(first)?.iter().copied().find(|&j| {
+            j >= from
+                && window
+                    .iter()
+                    .enumerate()
+                    .all(|(k, f)| pat.get(j + k) == Some(f))
+        })
+    };
     let mut c = PatternCheck::default();
-    let mut next: Option<u64> = None;
+    let begin = (0..cap.len().saturating_sub(4))
+        .find_map(|i| find(&cap[i..i + 4], 0).map(|j| (i, j)))
+        .ok_or("no pattern frames in the capture")?;
+    let (mut i, mut next) = begin;
+    c.start = next as u64;
     let mut run = 0u64;
-    for (i, f) in frames[first..=last].iter().enumerate() {
-        if *f == (0, 0) {
+    while i < cap.len() {
+        let f = cap[i];
+        if pat.get(next) == Some(&f) {
+            next += 1;
+            run += 1;
+            c.frames += 1;
+            c.longest_run = c.longest_run.max(run);
+        } else if f == [0, 0, 0, 0] {
             c.silent += 1;
+        } else if let Some(j) = cap
+            .get(i..i + 4)
+            .filter(|w| w.len() == 4)
+            .and_then(|w| find(w, next + 1))
+        {
+            c.lost += (j - next) as u64;
+            c.jumps += 1;
+            next = j;
+            run = 0;
             continue;
+        } else if cap.len() - i <= 2048 && (f[0..2] == [0, 0] || f[2..4] == [0, 0]) {
+            // The last frames, with one channel unlinked already.
+        } else {
+            return Err(format!(
+                "capture frame {i} {f:?} is not the pattern frame {next} {:?} ({c:?})",
+                pat.get(next)
+            ));
         }
-        let at = |n: u64| (pattern_sample(n, 0), pattern_sample(n, 1));
-        match next {
-            Some(n) if *f == at(n) => {
-                next = Some(n + 1);
-                run += 1;
-            }
-            _ => {
-                // Where is this frame in the pattern? The first channel gives n mod 65535.
-                let m = u64::from(f.0 as u16).wrapping_sub(1);
-                let n = match next {
-                    None => m,
-                    Some(expect) => {
-                        let base = expect - expect % 65535;
-                        let cand = base + m;
-                        if cand > expect {
-                            cand
-                        } else {
-                            cand + 65535
-                        }
-                    }
-                };
-                if *f != at(n) || m >= 65535 {
-                    return Err(format!(
-                        "frame {} is not a pattern frame after index {:?}: {f:?}",
-                        first + i,
-                        next
-                    ));
-                }
-                if let Some(expect) = next {
-                    c.lost += n - expect;
-                    c.jumps += 1;
-                }
-                next = Some(n + 1);
-                run = 1;
-            }
-        }
-        c.frames += 1;
-        c.longest_run = c.longest_run.max(run);
+        i += 1;
     }
     Ok(c)
 }

@@ -58,8 +58,27 @@ pub enum StreamOp {
     Read,
     /// WRITE.
     Write,
+    /// SET_VOLUME.
+    SetVolume,
+    /// GET_VOLUME.
+    GetVolume,
+    /// MUTE.
+    Mute,
+    /// UNMUTE.
+    Unmute,
     /// Consuming responses and events ([`crate::Stream::service`]).
     Service,
+}
+
+impl StreamOp {
+    /// Whether this is one of the volume operations (SET_VOLUME, GET_VOLUME, MUTE, UNMUTE),
+    /// whose values travel in a scratch region of the shared buffer.
+    pub fn is_volume(self) -> bool {
+        matches!(
+            self,
+            StreamOp::SetVolume | StreamOp::GetVolume | StreamOp::Mute | StreamOp::Unmute
+        )
+    }
 }
 
 impl fmt::Display for StreamOp {
@@ -74,6 +93,10 @@ impl fmt::Display for StreamOp {
             StreamOp::Stop => "TRIGGER STOP",
             StreamOp::Read => "READ",
             StreamOp::Write => "WRITE",
+            StreamOp::SetVolume => "SET_VOLUME",
+            StreamOp::GetVolume => "GET_VOLUME",
+            StreamOp::Mute => "MUTE",
+            StreamOp::Unmute => "UNMUTE",
             StreamOp::Service => "service",
         })
     }
@@ -203,6 +226,15 @@ pub enum StreamError {
         /// The operation.
         op: StreamOp,
     },
+    /// No region of the shared buffer is free of audio for the operation's values right now
+    /// (try again once the backend has consumed or produced more).
+    #[error("{stream}: {op}: no room in the shared buffer for the values now")]
+    NoRoom {
+        /// The stream.
+        stream: StreamId,
+        /// The operation.
+        op: StreamOp,
+    },
     /// No free slot in the request ring.
     #[error("{stream}: {op}: request ring full")]
     RingFull {
@@ -274,6 +306,7 @@ impl StreamError {
             | StreamError::Busy { stream, .. }
             | StreamError::InvalidParams { stream, .. }
             | StreamError::Unusable { stream, .. }
+            | StreamError::NoRoom { stream, .. }
             | StreamError::RingFull { stream, .. }
             | StreamError::Evtchn { stream, .. }
             | StreamError::Shm { stream, .. }

@@ -38,7 +38,11 @@ pub mod error;
 mod inflight;
 pub mod stream;
 mod sys;
+#[cfg(any(test, feature = "test-world"))]
+pub mod testworld;
 pub mod time;
+#[cfg(test)]
+mod volume_tests;
 pub mod xenbus;
 
 pub use bus::{
@@ -49,7 +53,7 @@ pub use error::{BusError, EvtchnFailure, ProtocolError, StreamError, StreamId, S
 pub use stream::{
     grants_per_stream, intersect_hw, query_space, silence_pattern, ActiveParams, ControlReply,
     PcmParams, ServiceReport, Stream, StreamCounters, StreamInfo, StreamOptions, StreamState,
-    StreamStats, TransportKeys,
+    StreamStats, TransportKeys, MAX_VOLUME_CHANNELS,
 };
 pub use time::{Clock, ManualClock, MonotonicClock};
 pub use xenbus::XenbusState;

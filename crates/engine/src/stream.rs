@@ -27,6 +27,15 @@
 //! and START follows the pre-fill WRITEs on the ring (pitfall 20). [`Stream::submit_start`] and
 //! [`Stream::start`] send it at once.
 //!
+//! SET_VOLUME, GET_VOLUME, MUTE and UNMUTE are control requests too. Their values (one `i32` in
+//! 0.001 dB, or one `u8` flag, per channel) travel in the shared buffer (sndif.md §3.2): a small
+//! scratch region is picked where no audio is (playback: past the data written and clear of every
+//! WRITE in flight; capture: past the READs issued and clear of unread data), and no audio is
+//! written to or read into it until the response arrives. When there is no such region (a full
+//! buffer), the request fails with [`StreamError::NoRoom`] and the audio leaves that much room
+//! free until the request is tried again. GET_VOLUME doubles as the probe for volume support
+//! (snd_be answers `-EINVAL`).
+//!
 //! Every request has a deadline (default 3 s); [`Stream::service`] marks overdue requests timed
 //! out, counts them and reports them to the control thread, which declares the backend
 //! unresponsive after N consecutive timeouts on a card (pitfall 17). A response that arrives
@@ -461,6 +470,21 @@ const EVENTS_PER_SERVICE: u32 = 2 * sndif::layout::EVT_RING_LEN;
 /// Responses consumed per [`Stream::service`] call at most.
 const RESPONSES_PER_SERVICE: u32 = 4 * sndif::layout::RING_SIZE;
 
+/// Most channels a volume request carries (PipeWire's `SPA_AUDIO_MAX_CHANNELS`).
+pub const MAX_VOLUME_CHANNELS: usize = 64;
+
+/// The region of the shared buffer that holds the values of the volume request in flight; no
+/// audio is written to (playback) or read into (capture) it until the response arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Scratch {
+    /// Start in the stream's byte counter space (`written` of the current OPEN).
+    start: u64,
+    /// Offset in the shared buffer.
+    offset: u32,
+    /// Length, octets.
+    len: u32,
+}
+
 /// One sndif stream (see the module documentation).
 pub struct Stream {
     id: StreamId,
@@ -502,6 +526,14 @@ pub struct Stream {
     /// Last time the backend showed life on this stream (a response or a position); the
     /// watchdog's reference.
     last_progress_ns: u64,
+    /// The values of the volume request in flight, if any.
+    scratch: Option<Scratch>,
+    /// Octets a volume request found no room for: audio keeps that much of the buffer free
+    /// until the request can go (cleared when it goes, and at OPEN).
+    scratch_wanted: u64,
+    /// GET_VOLUME's answer (0.001 dB per channel), valid for `volume_read_len` channels.
+    volume_read: [i32; MAX_VOLUME_CHANNELS],
+    volume_read_len: usize,
 }
 
 impl fmt::Debug for Stream {
@@ -685,6 +717,10 @@ impl Stream {
             estimator: None,
             last_position_ns: 0,
             last_progress_ns: 0,
+            scratch: None,
+            scratch_wanted: 0,
+            volume_read: [0; MAX_VOLUME_CHANNELS],
+            volume_read_len: 0,
         })
     }
 
@@ -1011,6 +1047,8 @@ impl Stream {
         self.completed = 0;
         self.consumed = 0;
         self.overrun_latched = false;
+        self.scratch = None;
+        self.scratch_wanted = 0;
         self.tracker.reset(active.frame_bytes);
         self.estimator = Some(RateEstimator::new(
             active.rate,
@@ -1107,6 +1145,189 @@ impl Stream {
             Control::Armed => Some(StreamOp::Start),
             Control::Idle | Control::Done { .. } => None,
         }
+    }
+
+    // ---- volume ------------------------------------------------------------------------------
+
+    /// Sends SET_VOLUME with one value per channel of the open stream, in 0.001 dB steps (0 =
+    /// 0 dB). The values travel in a region of the shared buffer that no audio uses until the
+    /// response arrives ([`StreamError::NoRoom`] if there is none right now).
+    pub fn submit_set_volume(&mut self, volumes: &[i32], now_ns: u64) -> Result<(), StreamError> {
+        let op = StreamOp::SetVolume;
+        let n = self.volume_channels(op, volumes.len())?;
+        let mut raw = [0u8; 4 * MAX_VOLUME_CHANNELS];
+        for (slot, v) in raw.chunks_exact_mut(4).zip(volumes) {
+            slot.copy_from_slice(&v.to_le_bytes());
+        }
+        self.submit_volume_request(op, raw.get(..4 * n).unwrap_or(&[]), now_ns)
+    }
+
+    /// Sends GET_VOLUME; once it completed, [`Stream::last_volume`] holds the answer. A backend
+    /// without volume control answers with an error status (snd_be: `-EINVAL`), which makes this
+    /// the probe for volume support.
+    pub fn submit_get_volume(&mut self, now_ns: u64) -> Result<(), StreamError> {
+        let op = StreamOp::GetVolume;
+        let channels = self.params.map_or(0, |p| usize::from(p.channels));
+        let n = self.volume_channels(op, channels)?;
+        let raw = [0u8; 4 * MAX_VOLUME_CHANNELS];
+        self.submit_volume_request(op, raw.get(..4 * n).unwrap_or(&[]), now_ns)
+    }
+
+    /// Sends MUTE (`mute`) or UNMUTE for the channels whose flag in `channels` is set (one flag
+    /// per channel of the open stream).
+    pub fn submit_mute(
+        &mut self,
+        mute: bool,
+        channels: &[bool],
+        now_ns: u64,
+    ) -> Result<(), StreamError> {
+        let op = if mute {
+            StreamOp::Mute
+        } else {
+            StreamOp::Unmute
+        };
+        let n = self.volume_channels(op, channels.len())?;
+        let mut raw = [0u8; MAX_VOLUME_CHANNELS];
+        for (slot, on) in raw.iter_mut().zip(channels) {
+            *slot = u8::from(*on);
+        }
+        self.submit_volume_request(op, raw.get(..n).unwrap_or(&[]), now_ns)
+    }
+
+    /// The answer of the last successful GET_VOLUME (0.001 dB per channel).
+    pub fn last_volume(&self) -> &[i32] {
+        self.volume_read.get(..self.volume_read_len).unwrap_or(&[])
+    }
+
+    /// Checks that a volume request may be sent now with `given` values; returns the channel
+    /// count of the open stream.
+    fn volume_channels(&mut self, op: StreamOp, given: usize) -> Result<usize, StreamError> {
+        self.begin_control(op, 1)?;
+        let Some(p) = self.params.filter(|_| self.state.is_open()) else {
+            return Err(self.invalid_state(op));
+        };
+        let n = usize::from(p.channels);
+        let invalid = |reason| StreamError::InvalidParams {
+            stream: self.id,
+            op,
+            reason,
+        };
+        if n > MAX_VOLUME_CHANNELS {
+            return Err(invalid("more channels than a volume request carries"));
+        }
+        if given != n {
+            return Err(invalid(
+                "one value per channel of the open stream is needed",
+            ));
+        }
+        Ok(n)
+    }
+
+    /// The latest region of `len` octets that no audio uses now: playback, between the data
+    /// written and the oldest region a WRITE in flight may still read (one buffer later);
+    /// capture, between the READs issued and the data the reader has not taken yet. The latest
+    /// place keeps it as far as possible from where audio goes next; it never wraps.
+    fn reserve_scratch(&self, op: StreamOp, len: u32) -> Result<Scratch, StreamError> {
+        let no_room = StreamError::NoRoom {
+            stream: self.id,
+            op,
+        };
+        let Some(p) = self.params else {
+            return Err(self.invalid_state(op));
+        };
+        let buffer = u64::from(p.buffer_bytes);
+        let len64 = u64::from(len);
+        if len64 == 0 || len64 > buffer {
+            return Err(no_room);
+        }
+        let lo = self.written;
+        let hi = match self.info.kind {
+            StreamKind::Playback => self
+                .table
+                .oldest_data_start(self.epoch)
+                .unwrap_or(self.submitted)
+                .saturating_add(buffer),
+            StreamKind::Capture => self.consumed.saturating_add(buffer),
+        };
+        let Some(mut start) = hi.checked_sub(len64) else {
+            return Err(no_room);
+        };
+        let off = start % buffer;
+        if off + len64 > buffer {
+            start -= off + len64 - buffer;
+        }
+        if start < lo {
+            return Err(no_room);
+        }
+        let offset = u32::try_from(start % buffer).map_err(|_| no_room)?;
+        Ok(Scratch { start, offset, len })
+    }
+
+    fn submit_volume_request(
+        &mut self,
+        op: StreamOp,
+        values: &[u8],
+        now_ns: u64,
+    ) -> Result<(), StreamError> {
+        let len = u32::try_from(values.len()).unwrap_or(u32::MAX);
+        let sc = match self.reserve_scratch(op, len) {
+            Ok(sc) => sc,
+            Err(e) => {
+                if matches!(e, StreamError::NoRoom { .. }) {
+                    // Keep room for the next attempt.
+                    self.scratch_wanted = u64::from(len);
+                }
+                return Err(e);
+            }
+        };
+        self.scratch_wanted = 0;
+        let Some(buf) = self.buffer.as_ref() else {
+            return Err(self.invalid_state(op));
+        };
+        let at = usize::try_from(sc.offset).unwrap_or(usize::MAX);
+        buf.write_bytes(at, values)
+            .map_err(|source| StreamError::Shm {
+                stream: self.id,
+                op,
+                source,
+            })?;
+        let rw = RwParams {
+            offset: sc.offset,
+            length: sc.len,
+        };
+        let body = match op {
+            StreamOp::SetVolume => RequestBody::SetVolume(rw),
+            StreamOp::GetVolume => RequestBody::GetVolume(rw),
+            StreamOp::Mute => RequestBody::Mute(rw),
+            _ => RequestBody::Unmute(rw),
+        };
+        self.scratch = Some(sc);
+        if let Err(e) = self.push_control(op, body, now_ns) {
+            self.scratch = None;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn read_volumes(&mut self, sc: Scratch) {
+        let Some(buf) = self.buffer.as_ref() else {
+            return;
+        };
+        let mut raw = [0u8; 4 * MAX_VOLUME_CHANNELS];
+        let len = usize::try_from(sc.len).unwrap_or(usize::MAX);
+        let Some(dst) = raw.get_mut(..len) else {
+            return;
+        };
+        let at = usize::try_from(sc.offset).unwrap_or(usize::MAX);
+        if buf.read_bytes(at, dst).is_err() {
+            return;
+        }
+        let mut n = 0;
+        for (v, c) in self.volume_read.iter_mut().zip(dst.chunks_exact(4)) {
+            *v = <[u8; 4]>::try_from(c).map_or(0, i32::from_le_bytes);
+            n += 1;
+        }
+        self.volume_read_len = n;
     }
 
     /// Takes the outcome of the last control request, if it finished.
@@ -1234,6 +1455,33 @@ impl Stream {
         let now = self.now();
         self.submit_close(now)?;
         self.wait_control(StreamOp::Close).map(|_| ())
+    }
+
+    /// SET_VOLUME, blocking.
+    pub fn set_volume(&mut self, volumes: &[i32]) -> Result<(), StreamError> {
+        let now = self.now();
+        self.submit_set_volume(volumes, now)?;
+        self.wait_control(StreamOp::SetVolume).map(|_| ())
+    }
+
+    /// GET_VOLUME, blocking: the volume of every channel, 0.001 dB steps.
+    pub fn get_volume(&mut self) -> Result<Vec<i32>, StreamError> {
+        let now = self.now();
+        self.submit_get_volume(now)?;
+        self.wait_control(StreamOp::GetVolume)?;
+        Ok(self.last_volume().to_vec())
+    }
+
+    /// MUTE or UNMUTE, blocking.
+    pub fn mute(&mut self, mute: bool, channels: &[bool]) -> Result<(), StreamError> {
+        let now = self.now();
+        self.submit_mute(mute, channels, now)?;
+        let op = if mute {
+            StreamOp::Mute
+        } else {
+            StreamOp::Unmute
+        };
+        self.wait_control(op).map(|_| ())
     }
 
     // ---- servicing ---------------------------------------------------------------------------
@@ -1454,6 +1702,7 @@ impl Stream {
                 // Whatever the backend says, the stream is not usable as open any more.
                 self.state = StreamState::Closed;
                 self.params = None;
+                self.scratch = None;
             }
             StreamOp::Start | StreamOp::Resume if ok => {
                 self.state = StreamState::Running;
@@ -1462,6 +1711,13 @@ impl Stream {
                 }
             }
             StreamOp::Pause if ok => self.state = StreamState::Paused,
+            StreamOp::SetVolume | StreamOp::GetVolume | StreamOp::Mute | StreamOp::Unmute => {
+                if let Some(sc) = self.scratch.take() {
+                    if ok && op == StreamOp::GetVolume {
+                        self.read_volumes(sc);
+                    }
+                }
+            }
             StreamOp::Stop if ok => {
                 self.state = StreamState::Stopped;
                 if self.info.kind == StreamKind::Playback {
@@ -1616,7 +1872,11 @@ impl Stream {
         };
         // No new data requests behind a pending OPEN/CLOSE/STOP/PAUSE.
         if let Control::Pending { op } = self.control {
-            if op != StreamOp::Start && op != StreamOp::Resume && op != StreamOp::HwParamQuery {
+            if op != StreamOp::Start
+                && op != StreamOp::Resume
+                && op != StreamOp::HwParamQuery
+                && !op.is_volume()
+            {
                 return;
             }
         }
@@ -1713,12 +1973,21 @@ impl Stream {
         let max_chunk = self.max_chunk(p);
         for _ in 0..self.data_slots() {
             let in_flight = self.written.saturating_sub(self.completed);
-            let room = buffer.saturating_sub(self.written.saturating_sub(self.consumed));
-            if room == 0 {
+            let free = buffer.saturating_sub(self.written.saturating_sub(self.consumed));
+            if free == 0 {
                 if in_flight == 0 && !self.overrun_latched {
                     self.overrun_latched = true;
                     bump(&self.stats.overruns);
                 }
+                return;
+            }
+            // Never read into the values of a volume request in flight, and leave room for one
+            // that is waiting for it.
+            let room = free.saturating_sub(self.scratch_wanted).min(
+                self.scratch
+                    .map_or(u64::MAX, |sc| sc.start.saturating_sub(self.written)),
+            );
+            if room == 0 {
                 return;
             }
             if in_flight >= read_ahead {
@@ -1783,7 +2052,15 @@ impl Stream {
         let physical = buffer.saturating_sub(self.written.saturating_sub(released));
         let paced =
             (self.tracker.position_bytes().saturating_add(buffer)).saturating_sub(self.written);
-        physical.min(paced) / fb * fb
+        let before_scratch = self
+            .scratch
+            .map_or(u64::MAX, |sc| sc.start.saturating_sub(self.written));
+        physical
+            .saturating_sub(self.scratch_wanted)
+            .min(paced)
+            .min(before_scratch)
+            / fb
+            * fb
     }
 
     /// Playback: frames [`Stream::write`] accepts now.
