@@ -29,7 +29,7 @@ pub enum Env {
     },
     /// The test hook's fake world.
     #[cfg(feature = "test-hook")]
-    Test(crate::testworld::TestWorld),
+    Test(Box<crate::testworld::TestWorld>),
 }
 
 /// Which device, for messages.
@@ -105,7 +105,7 @@ impl Env {
                 let spec = spec.to_str().ok_or_else(|| {
                     CliError::Usage(format!("{TEST_WORLD_ENV} is not valid UTF-8"))
                 })?;
-                return crate::testworld::TestWorld::from_spec(spec).map(Env::Test);
+                return crate::testworld::start(spec).map(|w| Env::Test(Box::new(w)));
             }
             #[cfg(not(feature = "test-hook"))]
             {
@@ -179,7 +179,7 @@ impl Env {
         match self {
             Env::Real { .. } => {}
             #[cfg(feature = "test-hook")]
-            Env::Test(w) => w.finish(),
+            Env::Test(w) => crate::testworld::finish(*w),
         }
     }
 }

@@ -17,8 +17,9 @@
 //! # Test hook
 //!
 //! With the `test-hook` feature (default), setting `XEN_SND_TEST_WORLD` makes the tool run
-//! against an in-process fake Xen with the reference backend instead of the real devices; see
-//! `testworld.rs` for the syntax. It is how `tests/` exercise the tool on machines without Xen.
+//! against an in-process fake Xen with the reference backend instead of the real devices (the
+//! engine's test world; see `testworld.rs`). It is how `tests/` exercise the tool on machines
+//! without Xen.
 //! `XEN_SND_DEVICE_DIR` (default `/dev/xen`) moves the real devices, which the tests use to
 //! provoke "no Xen" and "permission denied".
 

@@ -177,8 +177,20 @@ fn parse_misbehave(item: &str, v: &str) -> Result<(BeStreamId, Misbehave), SpecE
 }
 
 impl Spec {
-    /// Parses `;`-separated items (see the module documentation).
+    /// Parses `;`-separated items (see the module documentation); items the world does not know
+    /// are kept in [`Spec::extra`].
     pub fn parse(spec: &str) -> Result<Spec, SpecError> {
+        Self::parse_items(spec, None)
+    }
+
+    /// Parses `;`-separated items like [`Spec::parse`], but refuses (`unknown item`) every item
+    /// the world does not know whose key is not one of `extra_keys` (a program with no items of
+    /// its own passes `&[]`).
+    pub fn parse_only(spec: &str, extra_keys: &[&str]) -> Result<Spec, SpecError> {
+        Self::parse_items(spec, Some(extra_keys))
+    }
+
+    fn parse_items(spec: &str, extra_keys: Option<&[&str]>) -> Result<Spec, SpecError> {
         let mut s = Spec::default();
         for item in spec.split(';').map(str::trim).filter(|i| !i.is_empty()) {
             let (key, value) = item
@@ -236,7 +248,12 @@ impl Spec {
                         .or_default()
                         .push((rel.to_owned(), value.to_owned()));
                 }
-                other => s.extra.push((other.to_owned(), value.to_owned())),
+                other => match extra_keys {
+                    Some(known) if !known.contains(&other) => {
+                        return Err(bad(item, "unknown item"))
+                    }
+                    _ => s.extra.push((other.to_owned(), value.to_owned())),
+                },
             }
         }
         Ok(s)
@@ -720,6 +737,26 @@ mod tests {
             parse_misbehave("i", "2/0/0:late-ms=5").expect("ok").1,
             Misbehave::Late(Duration::from_millis(5))
         );
+    }
+
+    #[test]
+    fn parse_only_refuses_unknown_items() {
+        let spec = "preset=two-stream; control=/tmp/x";
+        assert_eq!(
+            Spec::parse_only(spec, &[]),
+            Err(bad("control=/tmp/x", "unknown item"))
+        );
+        let s = Spec::parse_only(spec, &["control"]).expect("control is known");
+        assert_eq!(s.extra, vec![("control".to_owned(), "/tmp/x".to_owned())]);
+        assert_eq!(
+            Spec::parse_only("report=/r; control=/c", &["control"])
+                .expect_err("report is not")
+                .to_string(),
+            "item \"report=/r\": unknown item"
+        );
+        let s = Spec::parse_only("preset=two-stream; volume=on; 0/0/0/type=c", &[])
+            .expect("world items only");
+        assert!(s.volume && s.extra.is_empty());
     }
 
     #[test]
