@@ -10,8 +10,10 @@ tb_start_toolstack() {
     tb_modprobe xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs || return 1
     # xenstored finds its ring and event channel through /proc/xen/xsd_{kva,port}.
     mount -t xenfs xenfs /proc/xen || { tb_log "mount xenfs failed"; return 1; }
-    # -N: no fork, so its messages land in our log and we keep its pid.
-    xenstored -N >/var/log/xen/xenstored.log 2>&1 &
+    # -N: no fork, so its messages land in our log and we keep its pid. -T: every request and
+    # reply (with its value) goes to a trace file, for scenarios that need to know what a
+    # guest read when (snd_dump_domu_trace in snd.sh); a few hundred KiB per run.
+    xenstored -N -T /run/xenstored.trace >/var/log/xen/xenstored.log 2>&1 &
     tb_wait_until 20 test -S /run/xenstored/socket || { tb_log "xenstored socket did not appear"; return 1; }
     xen-init-dom0 >/var/log/xen/xen-init-dom0.log 2>&1 || { tb_log "xen-init-dom0 failed"; return 1; }
     # --log=guest: each guest's console goes to /var/log/xen/guest-<name>.log, which is how the

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use xen_snd_backend::{
-    stderr_logger, Backend, BackendOptions, CaptureSource, Clock, Level, Services, StreamId,
-    WritePacing,
+    pattern_sha256_hex, stderr_logger, stream_seed, Backend, BackendOptions, CaptureSource, Clock,
+    Level, Services, StreamId, WritePacing,
 };
 
 const USAGE: &str = "\
@@ -40,6 +40,10 @@ OPTIONS:
                              Bind streams without a unique-id key (snd_be refuses them).
     -v, --verbose            Print state transitions and binds to stderr; twice (-vv) also
                              every request and event.
+        --print-pattern-sha256 STREAM:BYTES
+                             Do not serve anything: print the report line a capture of BYTES
+                             bytes of STREAM's pattern (from its OPEN on) must match,
+                             `sha256 STREAM BYTES <hex>`, and exit (e.g. 1/0/0/1:960000).
     -h, --help               Print this help.
     -V, --version            Print the version.
 
@@ -73,6 +77,7 @@ enum Parsed {
     Run(Cli),
     Help,
     Version,
+    PrintPattern(StreamId, u64),
 }
 
 fn parse_args(args: &[String]) -> Result<Parsed, String> {
@@ -138,6 +143,17 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
             "--immediate-writes" => cli.immediate_writes = true,
             "--volume" => cli.volume = true,
             "--no-require-unique-id" => cli.require_unique_id = false,
+            "--print-pattern-sha256" => {
+                let v = value(name)?;
+                let (id, bytes) = v
+                    .split_once(':')
+                    .ok_or_else(|| format!("{name} {v:?}: expected STREAM:BYTES"))?;
+                let id: StreamId = id.parse().map_err(|e| format!("{name}: {e}"))?;
+                let bytes: u64 = bytes
+                    .parse()
+                    .map_err(|_| format!("{name} {v:?}: {bytes:?} is not a byte count"))?;
+                return Ok(Parsed::PrintPattern(id, bytes));
+            }
             other => return Err(format!("unknown option {other:?} (see --help)")),
         }
     }
@@ -246,6 +262,13 @@ fn main() -> ExitCode {
             println!("xen-snd-backend {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Ok(Parsed::PrintPattern(id, bytes)) => {
+            println!(
+                "sha256 {id} {bytes} {}",
+                pattern_sha256_hex(stream_seed(id), 0, bytes)
+            );
+            ExitCode::SUCCESS
+        }
         Ok(Parsed::Run(cli)) => match run(&cli) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -325,6 +348,13 @@ mod tests {
         assert!(parse_args(&args(&["--loopback", "1/0/0/0"])).is_err());
         assert!(parse_args(&args(&["--clock-scale", "0"])).is_err());
         assert!(parse_args(&args(&["--clock-scale", "x"])).is_err());
+        assert_eq!(
+            parse_args(&args(&["--print-pattern-sha256", "2/0/0/1:960000"])),
+            Ok(Parsed::PrintPattern(StreamId::new(2, 0, 0, 1), 960_000))
+        );
+        assert!(parse_args(&args(&["--print-pattern-sha256", "2/0/0/1"])).is_err());
+        assert!(parse_args(&args(&["--print-pattern-sha256", "2/0/1:5"])).is_err());
+        assert!(parse_args(&args(&["--print-pattern-sha256", "2/0/0/1:-5"])).is_err());
         for opt in [
             "--output-dir",
             "--capture",
@@ -334,6 +364,7 @@ mod tests {
             "--volume",
             "--no-require-unique-id",
             "--verbose",
+            "--print-pattern-sha256",
             "SIGUSR1",
         ] {
             assert!(USAGE.contains(opt), "help lacks {opt}");

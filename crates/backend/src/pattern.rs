@@ -62,6 +62,24 @@ pub fn pattern_bytes(seed: u64, offset: u64, len: usize) -> Vec<u8> {
     v
 }
 
+/// SHA-256 (lower-case hex) of the pattern bytes `offset .. offset + len` of the stream with
+/// `seed`: what a capture of `len` bytes from the stream's OPEN on (`offset` 0) must hash to.
+/// Computed in 64 KiB pieces, so `len` may be large.
+pub fn pattern_sha256_hex(seed: u64, offset: u64, len: u64) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut done = 0u64;
+    while done < len {
+        let n = usize::try_from((len - done).min(1 << 16)).unwrap_or(1 << 16);
+        let chunk = buf.get_mut(..n).unwrap_or(&mut []);
+        pattern_fill(seed, offset.wrapping_add(done), chunk);
+        hasher.update(&*chunk);
+        done += n as u64;
+    }
+    crate::media::hex(&hasher.finalize())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +106,20 @@ mod tests {
         assert_ne!(pattern_bytes(7, 0, 64), pattern_bytes(8, 0, 64));
         // Far offsets work and differ from the start.
         assert_ne!(pattern_bytes(7, 1 << 40, 64), pattern_bytes(7, 0, 64));
+    }
+
+    #[test]
+    fn pattern_hash_matches_the_bytes_across_chunk_borders() {
+        use sha2::{Digest, Sha256};
+        for (offset, len) in [(0u64, 0usize), (0, 1), (3, 70_000), (1 << 16, 131_073)] {
+            let want = crate::media::hex(&Sha256::digest(pattern_bytes(9, offset, len)));
+            assert_eq!(
+                pattern_sha256_hex(9, offset, len as u64),
+                want,
+                "{offset}+{len}"
+            );
+        }
+        assert_ne!(pattern_sha256_hex(9, 0, 64), pattern_sha256_hex(10, 0, 64));
     }
 
     #[test]
