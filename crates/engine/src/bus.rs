@@ -507,6 +507,34 @@ impl Bus {
             .map_err(|source| BusError::Store { card, source })
     }
 
+    /// The backend state as the state machine sees it: `None` when it cannot be known right now
+    /// (the read failed, or the value is not a state), which is "no change" — a passing xenstore
+    /// error must not tear down a working connection. An absent node is `Unknown`.
+    fn observe_state(&self, card: u32, path: &str) -> Option<XenbusState> {
+        match self.store().read(path) {
+            Ok(Some(v)) => {
+                let state = XenbusState::parse(&v);
+                if state.is_none() {
+                    self.card_error(
+                        card,
+                        BusError::InvalidValue {
+                            card,
+                            path: path.to_owned(),
+                            value: v,
+                            reason: "not a xenbus state (0-8); ignored",
+                        },
+                    );
+                }
+                state
+            }
+            Ok(None) => Some(XenbusState::Unknown),
+            Err(source) => {
+                self.card_error(card, BusError::Store { card, source });
+                None
+            }
+        }
+    }
+
     fn read_state(&self, card: u32, path: &str) -> XenbusState {
         match self.store().read(path) {
             Ok(Some(v)) => XenbusState::parse(&v).unwrap_or(XenbusState::Unknown),
@@ -608,7 +636,9 @@ impl Bus {
                 return;
             }
         }
-        let be = self.read_state(card.id, &format!("{}/state", card.be));
+        let Some(be) = self.observe_state(card.id, &format!("{}/state", card.be)) else {
+            return;
+        };
         let changed = card.last_be != Some(be);
         card.last_be = Some(be);
         if changed {
