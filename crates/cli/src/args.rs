@@ -81,9 +81,17 @@ summary goes to standard output, one `key value` per line: card, stream, directi
 format, rate, channels, period_frames, buffer_frames, seconds, underruns (positions beyond the
 data sent, as counted by the frontend), delay_ms (average of data written minus the backend's
 position at each position event while playing), interrupted (only if a signal stopped it),
-bytes (sent in WRITE requests), and last
+reconnects (times the card disconnected and connected again), lost_bytes (bytes a restarted
+backend had acknowledged but not yet played, by its last position report), bytes (sent in
+WRITE requests and, before a reconnect, acknowledged), and last
     frames <frames sent>
     sha256 <SHA-256 of the PCM bytes sent, as the stream carried them>
+
+If the card disconnects while playing (its backend restarts), play waits up to
+--reconnect-timeout for it to connect again, reopens the stream with the same parameters and
+goes on from the last byte the old backend acknowledged: what it had not acknowledged is sent
+again to the new one. `bytes` and `sha256` then cover each old backend's acknowledged bytes
+followed by what the last backend was sent: every byte of the file once, in order.
 
 OPTIONS:
     --card N        Card (<dev-id> below device/vsnd); default: the first card.
@@ -92,6 +100,9 @@ OPTIONS:
     --period-ms MS  Period (CUR_POS cadence and longest WRITE), default 20.
     --buffer-ms MS  Buffer, default 4 periods (never more than the stream's buffer-size).
     --timeout S     How long to wait for the backend to connect (default 10 s).
+    --reconnect-timeout S
+                    How long to wait for a card that disconnected (its backend restarted) to
+                    connect again (default 30 s; 0 = fail at once).
     --no-progress   No live progress line.
     -h, --help      Print this help.
 ";
@@ -106,12 +117,18 @@ USAGE:
 Connects the card, opens the capture stream, starts it, reads S seconds, stops, closes and
 writes FILE.wav. The summary goes to standard output, one `key value` per line: card, stream,
 direction, file, format, rate, channels, period_frames, buffer_frames, seconds, overruns (times
-the buffer filled up before it was read), interrupted (only if a signal stopped it), bytes, and
-last
+the buffer filled up before it was read), interrupted (only if a signal stopped it),
+reconnects (times the card disconnected and connected again), lost_bytes (bytes the backend had
+captured that could not be read any more when its card disconnected), bytes, and last
     frames <frames captured>
     sha256 <SHA-256 of the captured bytes, as the stream carried them>
 (s24_le is stored packed in 3 bytes in the WAV file; the hash is over the 4-byte samples the
 stream delivered.)
+
+If the card disconnects while recording (its backend restarts), record waits up to
+--reconnect-timeout for it to connect again, reopens the stream with the same parameters and
+goes on writing into the same file until S seconds of audio were captured in total (the time
+the card was away is not in the file).
 
 OPTIONS:
     --seconds S     How long to record (required).
@@ -125,12 +142,18 @@ OPTIONS:
     --period-ms MS  Period, default 20.
     --buffer-ms MS  Buffer, default 4 periods (never more than the stream's buffer-size).
     --timeout S     How long to wait for the backend to connect (default 10 s).
+    --reconnect-timeout S
+                    How long to wait for a card that disconnected to connect again (default
+                    30 s; 0 = fail at once).
     --no-progress   No live progress line.
     -h, --help      Print this help.
 ";
 
 /// Default wait for a backend during the handshake.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default wait for a disconnected card to connect again (`--reconnect-timeout`).
+pub const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which stream: card, PCM device, stream index (`None` = pick one).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -176,6 +199,8 @@ pub struct PlayArgs {
     pub geometry: Geometry,
     /// Handshake timeout.
     pub timeout: Duration,
+    /// `--reconnect-timeout` (zero: a disconnect fails at once).
+    pub reconnect_timeout: Duration,
     /// Live progress line (on a terminal).
     pub progress: bool,
 }
@@ -199,6 +224,8 @@ pub struct RecordArgs {
     pub geometry: Geometry,
     /// Handshake timeout.
     pub timeout: Duration,
+    /// `--reconnect-timeout` (zero: a disconnect fails at once).
+    pub reconnect_timeout: Duration,
     /// Live progress line (on a terminal).
     pub progress: bool,
 }
@@ -253,6 +280,17 @@ fn positive_ms(cmd: &str, name: &str, v: &str) -> Result<u32, CliError> {
         return Err(usage(format!("{cmd} {name}: {n} is not in 1..=10000")));
     }
     Ok(n)
+}
+
+/// A number of seconds in [0, 86400] (0 allowed).
+fn seconds_or_zero(cmd: &str, name: &str, v: &str) -> Result<Duration, CliError> {
+    let s: f64 = number(cmd, name, v)?;
+    if !s.is_finite() || !(0.0..=86_400.0).contains(&s) {
+        return Err(usage(format!(
+            "{cmd} {name}: {v:?} is not a number of seconds in [0, 86400]"
+        )));
+    }
+    Ok(Duration::from_secs_f64(s))
 }
 
 fn seconds(cmd: &str, name: &str, v: &str) -> Result<f64, CliError> {
@@ -329,6 +367,7 @@ fn parse_stream_cmd(cmd: &'static str, rest: &[String]) -> Result<Command, CliEr
     let mut target = Target::default();
     let mut geometry = Geometry::default();
     let mut timeout = DEFAULT_TIMEOUT;
+    let mut reconnect_timeout = DEFAULT_RECONNECT_TIMEOUT;
     let mut progress = true;
     let mut secs: Option<f64> = None;
     let mut format = None;
@@ -370,6 +409,9 @@ fn parse_stream_cmd(cmd: &'static str, rest: &[String]) -> Result<Command, CliEr
             "--timeout" => {
                 timeout = Duration::from_secs_f64(seconds(cmd, name, o.value(name, inline)?)?)
             }
+            "--reconnect-timeout" => {
+                reconnect_timeout = seconds_or_zero(cmd, name, o.value(name, inline)?)?
+            }
             "--no-progress" => progress = false,
             "--seconds" if recording => secs = Some(seconds(cmd, name, o.value(name, inline)?)?),
             "--format" if recording => {
@@ -408,6 +450,7 @@ fn parse_stream_cmd(cmd: &'static str, rest: &[String]) -> Result<Command, CliEr
             channels,
             geometry,
             timeout,
+            reconnect_timeout,
             progress,
         }))
     } else {
@@ -416,6 +459,7 @@ fn parse_stream_cmd(cmd: &'static str, rest: &[String]) -> Result<Command, CliEr
             target,
             geometry,
             timeout,
+            reconnect_timeout,
             progress,
         }))
     }
@@ -492,9 +536,22 @@ mod tests {
                     buffer_ms: Some(80)
                 },
                 timeout: DEFAULT_TIMEOUT,
+                reconnect_timeout: DEFAULT_RECONNECT_TIMEOUT,
                 progress: false,
             })
         );
+        assert!(matches!(
+            p(&["play", "a", "--reconnect-timeout", "0"]).expect("zero"),
+            Command::Play(a) if a.reconnect_timeout.is_zero()
+        ));
+        assert!(matches!(
+            p(&["play", "a", "--reconnect-timeout=2.5"]).expect("2.5"),
+            Command::Play(a) if a.reconnect_timeout == Duration::from_millis(2500)
+        ));
+        assert!(matches!(
+            p(&["play", "a", "--reconnect-timeout", "-1"]),
+            Err(CliError::Usage(m)) if m.contains("--reconnect-timeout")
+        ));
         assert!(
             matches!(p(&["play", "-"]).expect("stdin"), Command::Play(a) if a.file == Path::new("-"))
         );

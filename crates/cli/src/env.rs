@@ -29,7 +29,7 @@ pub enum Env {
     },
     /// The test hook's fake world.
     #[cfg(feature = "test-hook")]
-    Test(Box<crate::testworld::TestWorld>),
+    Test(Box<crate::testworld::Hook>),
 }
 
 /// Which device, for messages.

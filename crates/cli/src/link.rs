@@ -39,6 +39,9 @@ struct Track {
     connected: Option<Connected>,
     was_connected: bool,
     broken: Option<CliError>,
+    /// A disconnect since the card connected that the engine recovers from by itself (only
+    /// with reconnecting on).
+    disconnected: Option<DisconnectReason>,
 }
 
 /// The running frontend and what it reported.
@@ -47,6 +50,7 @@ pub struct Link {
     notify: Arc<EventFd>,
     cards: BTreeMap<u32, Track>,
     fe_base: String,
+    reconnect: bool,
 }
 
 impl std::fmt::Debug for Link {
@@ -69,7 +73,8 @@ fn bus_error(e: &BusError) -> CliError {
     }
 }
 
-fn reason_text(reason: DisconnectReason) -> String {
+/// Why a card disconnected, for messages: `the backend is closing (state 5)`.
+pub fn reason_text(reason: DisconnectReason) -> String {
     match reason {
         DisconnectReason::BackendClosing => "the backend is closing (state 5)".into(),
         DisconnectReason::BackendState(s) => format!("the backend went to {s}"),
@@ -102,7 +107,68 @@ impl Link {
             notify,
             cards: cards.iter().map(|c| (*c, Track::default())).collect(),
             fe_base: format!("/local/domain/{domid}/device/vsnd"),
+            reconnect: false,
         })
+    }
+
+    /// With `on`, a connected card that disconnects (its backend closed or restarted) is not an
+    /// error: [`Link::take_disconnect`] reports it and [`Link::wait_reconnect`] waits for the
+    /// engine to connect it again. Off (the default): [`Link::check`] fails on a disconnect.
+    pub fn set_reconnect(&mut self, on: bool) {
+        self.reconnect = on;
+    }
+
+    /// Whether disconnects are waited out (see [`Link::set_reconnect`]).
+    pub fn reconnects(&self) -> bool {
+        self.reconnect
+    }
+
+    /// Takes queued events, then the reason `card` disconnected since it connected, if it did
+    /// (only with reconnecting on).
+    pub fn take_disconnect(&mut self, card: u32) -> Option<DisconnectReason> {
+        self.pump();
+        self.cards
+            .get_mut(&card)
+            .and_then(|t| t.disconnected.take())
+    }
+
+    /// Waits until `card` is connected again after a disconnect, at most `timeout`. Errors on a
+    /// signal (`Interrupted`), when the card fails or is removed, and on the timeout (with what
+    /// the card still waits for).
+    pub fn wait_reconnect(
+        &mut self,
+        card: u32,
+        timeout: Duration,
+        signals: &Signals,
+    ) -> Result<Connected, CliError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.pump();
+            if let Some(sig) = signals.received() {
+                return Err(CliError::Interrupted(sig));
+            }
+            if let Some(t) = self.cards.get_mut(&card) {
+                if let Some(c) = t.connected.take() {
+                    t.disconnected = None;
+                    return Ok(c);
+                }
+                if let Some(e) = t.broken.take().or_else(|| t.error.take()) {
+                    return Err(e);
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let why = match self.waiting(card, timeout) {
+                    CliError::Timeout(m) => m,
+                    other => other.to_string(),
+                };
+                return Err(CliError::Timeout(format!(
+                    "{why} (the card disconnected and did not connect again)"
+                )));
+            }
+            poll_readable(&[self.notify.raw(), signals.fd()], Some(left))
+                .map_err(|e| CliError::Failed(format!("poll: {e}")))?;
+        }
     }
 
     /// Readable when the engine reported something; poll it with the stream fds.
@@ -149,6 +215,7 @@ impl Link {
                 let fallbacks = core::mem::take(&mut t.fallbacks);
                 t.was_connected = true;
                 t.broken = None;
+                t.disconnected = None;
                 t.connected = Some(Connected {
                     info,
                     streams,
@@ -157,8 +224,17 @@ impl Link {
                 });
             }
             FrontendEvent::CardDisconnected { card, reason } => {
+                let reconnect = self.reconnect
+                    && !matches!(
+                        reason,
+                        DisconnectReason::Removed | DisconnectReason::Shutdown
+                    );
                 let t = self.track(card);
-                if t.was_connected {
+                if t.was_connected && reconnect {
+                    // Streams handed out earlier are revoked; new ones come with CardConnected.
+                    t.connected = None;
+                    t.disconnected = Some(reason);
+                } else if t.was_connected {
                     t.broken = Some(match reason {
                         DisconnectReason::Unresponsive => CliError::Timeout(format!(
                             "card {card}: backend not answering: {}",

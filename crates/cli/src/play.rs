@@ -8,14 +8,16 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use sndif::config::{PcmHw, StreamKind};
 use sndif::formats::PcmFormat;
-use xen_snd_engine::{ActiveParams, Clock, MonotonicClock, Stream, StreamOp, StreamState};
+use xen_snd_engine::{
+    ActiveParams, Clock, MonotonicClock, PcmParams, Stream, StreamOp, StreamState,
+};
 
 use crate::args::PlayArgs;
 use crate::env::Env;
 use crate::error::CliError;
 use crate::session::{
-    connect_stream, describe_hw, geometry, health, not_allowed, open, request_timeout,
-    stop_and_close, stream_error, tick, Opened, Progress,
+    connect_stream, describe_hw, geometry, health, not_allowed, open, reopen, request_timeout,
+    stop_and_close, stream_error, tick, Break, Opened, Progress,
 };
 use crate::sys::{signal_name, Signals};
 use crate::wav::{Conversion, WavInfo, WavReader};
@@ -47,13 +49,17 @@ fn pick_format(
     )))
 }
 
-/// Hashes the accepted bytes the engine has sent in WRITE requests so far.
+/// Hashes the accepted bytes the backend(s) got: while playing, what the current stream's
+/// backend acknowledged; at the end, what was sent in WRITE requests. Across a reconnect the
+/// hash goes on: the old stream's acknowledged bytes, then the new stream's.
 #[derive(Debug, Default)]
 struct SentHash {
     hasher: Sha256,
     /// Accepted by `write`, not hashed yet (oldest first).
     unsent: Vec<u8>,
     hashed: u64,
+    /// Bytes hashed before the current stream (reconnects).
+    base: u64,
 }
 
 impl SentHash {
@@ -61,9 +67,16 @@ impl SentHash {
         self.unsent.extend_from_slice(bytes);
     }
 
-    /// Hashes up to `submitted` bytes in total.
-    fn sent_up_to(&mut self, submitted: u64) {
-        let want = submitted.saturating_sub(self.hashed);
+    /// A new stream takes over: returns the accepted bytes not hashed (to write again into the
+    /// new stream) and counts the new stream's bytes after what was hashed so far.
+    fn restart(&mut self) -> Vec<u8> {
+        self.base = self.hashed;
+        core::mem::take(&mut self.unsent)
+    }
+
+    /// Hashes up to `upto` bytes of the current stream (acknowledged or submitted).
+    fn sent_up_to(&mut self, upto: u64) {
+        let want = self.base.saturating_add(upto).saturating_sub(self.hashed);
         let n = usize::try_from(want)
             .unwrap_or(usize::MAX)
             .min(self.unsent.len());
@@ -74,6 +87,22 @@ impl SentHash {
         self.unsent.drain(..n);
         self.hashed += u64::try_from(n).unwrap_or(0);
     }
+}
+
+/// What reconnects cost, over the whole run.
+#[derive(Debug, Default, Clone, Copy)]
+struct Recovery {
+    /// Times the card disconnected and the stream was reopened.
+    reconnects: u64,
+    /// Bytes old backends acknowledged beyond their last reported position (never played).
+    lost_bytes: u64,
+    /// Bytes old backends acknowledged.
+    acknowledged: u64,
+    /// Underruns counted on old streams.
+    underruns: u64,
+    /// Bytes written again into a new stream because the old backend had not acknowledged
+    /// them.
+    resent: u64,
 }
 
 /// What the summary reports.
@@ -129,6 +158,7 @@ pub fn run(env: &Env, a: &PlayArgs, signals: &Signals) -> Result<(), CliError> {
         ))
     })?;
     let active = open(&mut stream, params)?;
+    link.set_reconnect(!a.reconnect_timeout.is_zero());
     eprintln!(
         "playing {} ({}) on {name}: {}, period {} frames, buffer {} frames",
         a.file.display(),
@@ -139,6 +169,7 @@ pub fn run(env: &Env, a: &PlayArgs, signals: &Signals) -> Result<(), CliError> {
     );
     let mut progress = Progress::new(a.progress);
     let mut hash = SentHash::default();
+    let mut recovery = Recovery::default();
     let result = stream_file(
         &mut stream,
         &mut link,
@@ -146,16 +177,18 @@ pub fn run(env: &Env, a: &PlayArgs, signals: &Signals) -> Result<(), CliError> {
         signals,
         &mut wav,
         conversion,
-        active,
+        (params, active),
+        a.reconnect_timeout,
         &mut progress,
         &mut hash,
+        &mut recovery,
     );
     let cleanup = stop_and_close(&mut stream);
     // Only now is the amount sent final: WRITEs may still go out while a pending START is
     // awaited before STOP, and STOP discards what was written but never sent.
     hash.sent_up_to(stream.byte_counters().1);
     let bytes = hash.hashed;
-    let acknowledged = stream.stats().bytes_written;
+    let acknowledged = recovery.acknowledged + stream.stats().bytes_written;
     let sha256 = crate::hex(&hash.hasher.finalize());
     drop(stream);
     link.shutdown();
@@ -192,6 +225,22 @@ pub fn run(env: &Env, a: &PlayArgs, signals: &Signals) -> Result<(), CliError> {
             wav.missing_bytes()
         );
     }
+    if recovery.reconnects > 0 {
+        eprintln!(
+            "xen-snd: note: the card reconnected {} time{}: {} bytes the old backend{} had not \
+             acknowledged were sent again; {} bytes {} acknowledged were not played (lost)",
+            recovery.reconnects,
+            if recovery.reconnects == 1 { "" } else { "s" },
+            recovery.resent,
+            if recovery.reconnects == 1 { "" } else { "s" },
+            recovery.lost_bytes,
+            if recovery.reconnects == 1 {
+                "it"
+            } else {
+                "they"
+            },
+        );
+    }
     if acknowledged != bytes {
         eprintln!(
             "xen-snd: note: the backend acknowledged {acknowledged} of the {bytes} bytes sent"
@@ -213,6 +262,8 @@ pub fn run(env: &Env, a: &PlayArgs, signals: &Signals) -> Result<(), CliError> {
         Some(d) => println!("delay_ms {d:.1}"),
         None => println!("delay_ms unknown"),
     }
+    println!("reconnects {}", recovery.reconnects);
+    println!("lost_bytes {}", recovery.lost_bytes);
     if let Some(sig) = outcome.interrupted {
         println!("interrupted {}", signal_name(sig));
     }
@@ -226,6 +277,9 @@ pub fn run(env: &Env, a: &PlayArgs, signals: &Signals) -> Result<(), CliError> {
 }
 
 /// Pre-fills, starts, streams the file, drains. Returns the outcome (also when interrupted).
+/// When the card disconnects (with `reconnect_timeout` non-zero), waits for it to connect
+/// again, reopens the stream with the same parameters and goes on from the last byte the old
+/// backend acknowledged.
 #[allow(clippy::too_many_arguments)]
 fn stream_file<R: Read>(
     stream: &mut Stream,
@@ -234,9 +288,11 @@ fn stream_file<R: Read>(
     signals: &Signals,
     wav: &mut WavReader<R>,
     conversion: Conversion,
-    active: ActiveParams,
+    (params, active): (PcmParams, ActiveParams),
+    reconnect_timeout: Duration,
     progress: &mut Progress,
     hash: &mut SentHash,
+    recovery: &mut Recovery,
 ) -> Result<Outcome, CliError> {
     let clock = MonotonicClock;
     let name = crate::session::stream_name(card, stream.id().device, stream.id().stream);
@@ -249,126 +305,265 @@ fn stream_file<R: Read>(
     let mut pending: Vec<u8> = Vec::new();
     let mut pos = 0usize;
     let mut eof = false;
-    let mut prefill_fixed = false;
     let (mut delay_sum, mut delay_n) = (0u64, 0u64);
     let stall_limit = request_timeout() + Duration::from_secs(1);
-    let mut last_seen = (0u64, 0u64, 0u64);
-    let mut last_change = Instant::now();
     let mut interrupted = None;
+    let mut underruns;
 
-    stream
-        .arm_start(clock.now_ns())
-        .map_err(|e| stream_error(&e))?;
-    // Play: feed whatever fits, then wait for room.
-    loop {
+    // One pass per connection of the card: a reconnect starts the next one.
+    'connection: loop {
+        let mut prefill_fixed = false;
+        let mut last_seen = (0u64, 0u64, 0u64);
+        let mut last_change = Instant::now();
+        stream
+            .arm_start(clock.now_ns())
+            .map_err(|e| stream_error(&e))?;
+        // Play: feed whatever fits, then wait for room.
         loop {
-            if pos == pending.len() {
-                if eof {
-                    break;
+            loop {
+                if pos == pending.len() {
+                    if eof {
+                        break;
+                    }
+                    let n = wav
+                        .read_frames(&mut raw)
+                        .map_err(|e| CliError::File(format!("reading the WAV data: {e}")))?;
+                    if n == 0 {
+                        eof = true;
+                        break;
+                    }
+                    pending.clear();
+                    pos = 0;
+                    conversion.convert(raw.get(..n).unwrap_or(&[]), &mut pending);
                 }
-                let n = wav
-                    .read_frames(&mut raw)
-                    .map_err(|e| CliError::File(format!("reading the WAV data: {e}")))?;
+                let n = stream.write(pending.get(pos..).unwrap_or(&[]));
                 if n == 0 {
-                    eof = true;
                     break;
                 }
-                pending.clear();
-                pos = 0;
-                conversion.convert(raw.get(..n).unwrap_or(&[]), &mut pending);
+                hash.accepted(pending.get(pos..pos + n).unwrap_or(&[]));
+                pos += n;
             }
-            let n = stream.write(pending.get(pos..).unwrap_or(&[]));
-            if n == 0 {
+            // Hash what the backend acknowledged: after a disconnect, the rest is sent again.
+            hash.sent_up_to(stream.stats().bytes_written);
+            if eof && pos == pending.len() {
                 break;
             }
-            hash.accepted(pending.get(pos..pos + n).unwrap_or(&[]));
-            pos += n;
-        }
-        hash.sent_up_to(stream.byte_counters().1);
-        if eof && pos == pending.len() {
-            break;
-        }
-        let (report, sig) = tick(stream, link, card, signals, TICK)?;
-        if let Some(s) = sig {
-            interrupted = Some(s);
-            break;
-        }
-        if report.events > 0 && *stream.state() == StreamState::Running {
-            delay_sum += stream.delay_frames();
-            delay_n += 1;
-        }
-        watchdog(stream, &mut last_seen, &mut last_change, stall_limit, &name)?;
-        progress.update(|| {
-            let at = stream.position_frames() as f64 / rate;
-            let of = total_secs.map_or(String::new(), |t| format!(" / {t:.2} s"));
-            format!(
-                "playing {name}: {at:.2} s{of}, delay {:.0} ms, underruns {}",
-                stream.delay_frames() as f64 * 1000.0 / rate,
-                stream.stats().underruns
-            )
-        });
-    }
-    // Drain: the backend's position must reach what was written.
-    let mut underruns = stream.stats().underruns;
-    if interrupted.is_none() {
-        let written = stream.byte_counters().0;
-        let buffer_time =
-            Duration::from_secs_f64(f64::from(active.buffer_bytes) / fb as f64 / rate);
-        let deadline =
-            Instant::now() + buffer_time + request_timeout() + Duration::from_millis(500);
-        loop {
-            if !prefill_fixed
-                && stream.control_pending() == Some(StreamOp::Start)
-                && *stream.state() == StreamState::Stopped
-            {
-                // The file was shorter than the pre-fill target: start with what there is.
-                let frames = u32::try_from(written / fb).unwrap_or(u32::MAX);
-                stream.set_prefill_frames(Some(frames));
-                prefill_fixed = true;
+            let (report, event) = tick(stream, link, card, signals, TICK)?;
+            match event {
+                Some(Break::Signal(s)) => {
+                    interrupted = Some(s);
+                    break;
+                }
+                Some(Break::Disconnected(why)) => {
+                    let again = Again {
+                        card,
+                        signals,
+                        params,
+                        active,
+                        timeout: reconnect_timeout,
+                        name: &name,
+                    };
+                    match again.recover(
+                        stream,
+                        link,
+                        hash,
+                        recovery,
+                        &mut pending,
+                        &mut pos,
+                        &why,
+                    )? {
+                        None => continue 'connection,
+                        Some(sig) => {
+                            interrupted = Some(sig);
+                            break;
+                        }
+                    }
+                }
+                None => {}
             }
-            hash.sent_up_to(stream.byte_counters().1);
-            let (w, submitted) = stream.byte_counters();
-            let drained = *stream.state() == StreamState::Running
-                && w == submitted
-                && stream.requests_in_flight() == 0
-                && stream.delay_frames() == 0;
-            if drained {
-                break;
+            if report.events > 0 && *stream.state() == StreamState::Running {
+                delay_sum += stream.delay_frames();
+                delay_n += 1;
             }
-            if Instant::now() >= deadline {
-                return Err(CliError::Timeout(format!(
-                    "{name}: backend not answering: its position stopped at {} of {} frames \
-                     while draining",
-                    stream.position_frames(),
-                    written / fb
-                )));
-            }
-            let before = stream.stats().underruns;
-            let (_, sig) = tick(stream, link, card, signals, TICK)?;
-            if let Some(s) = sig {
-                interrupted = Some(s);
-                break;
-            }
-            // If this service completed the drain, an underrun it counted is only the end of the
-            // data (the backend ran dry once everything was played): keep the count before it.
-            underruns = before;
+            watchdog(stream, &mut last_seen, &mut last_change, stall_limit, &name)?;
             progress.update(|| {
                 let at = stream.position_frames() as f64 / rate;
-                format!("draining {name}: {at:.2} s")
+                let of = total_secs.map_or(String::new(), |t| format!(" / {t:.2} s"));
+                format!(
+                    "playing {name}: {at:.2} s{of}, delay {:.0} ms, underruns {}",
+                    stream.delay_frames() as f64 * 1000.0 / rate,
+                    stream.stats().underruns
+                )
             });
         }
-        if interrupted.is_some() {
-            underruns = stream.stats().underruns;
+        // Drain: the backend's position must reach what was written.
+        underruns = stream.stats().underruns;
+        if interrupted.is_none() {
+            let written = stream.byte_counters().0;
+            let buffer_time =
+                Duration::from_secs_f64(f64::from(active.buffer_bytes) / fb as f64 / rate);
+            let deadline =
+                Instant::now() + buffer_time + request_timeout() + Duration::from_millis(500);
+            loop {
+                if !prefill_fixed
+                    && stream.control_pending() == Some(StreamOp::Start)
+                    && *stream.state() == StreamState::Stopped
+                {
+                    // The file was shorter than the pre-fill target: start with what there is.
+                    let frames = u32::try_from(written / fb).unwrap_or(u32::MAX);
+                    stream.set_prefill_frames(Some(frames));
+                    prefill_fixed = true;
+                }
+                hash.sent_up_to(stream.stats().bytes_written);
+                let (w, submitted) = stream.byte_counters();
+                let drained = *stream.state() == StreamState::Running
+                    && w == submitted
+                    && stream.requests_in_flight() == 0
+                    && stream.delay_frames() == 0;
+                if drained {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(CliError::Timeout(format!(
+                        "{name}: backend not answering: its position stopped at {} of {} frames \
+                         while draining",
+                        stream.position_frames(),
+                        written / fb
+                    )));
+                }
+                let before = stream.stats().underruns;
+                let (_, event) = tick(stream, link, card, signals, TICK)?;
+                match event {
+                    Some(Break::Signal(s)) => {
+                        interrupted = Some(s);
+                        break;
+                    }
+                    Some(Break::Disconnected(why)) => {
+                        let again = Again {
+                            card,
+                            signals,
+                            params,
+                            active,
+                            timeout: reconnect_timeout,
+                            name: &name,
+                        };
+                        match again.recover(
+                            stream,
+                            link,
+                            hash,
+                            recovery,
+                            &mut pending,
+                            &mut pos,
+                            &why,
+                        )? {
+                            None => continue 'connection,
+                            Some(sig) => {
+                                interrupted = Some(sig);
+                                break;
+                            }
+                        }
+                    }
+                    None => {}
+                }
+                // If this service completed the drain, an underrun it counted is only the end
+                // of the data (the backend ran dry once everything was played): keep the count
+                // before it.
+                underruns = before;
+                progress.update(|| {
+                    let at = stream.position_frames() as f64 / rate;
+                    format!("draining {name}: {at:.2} s")
+                });
+            }
+            if interrupted.is_some() {
+                underruns = stream.stats().underruns;
+            }
         }
+        break;
     }
-    health(stream)?;
+    // A stream revoked while a signal ended the wait for the card is not a failure.
+    if interrupted.is_none() || !stream.is_revoked() {
+        health(stream)?;
+    }
     let delay_ms = (delay_n > 0).then(|| delay_sum as f64 / delay_n as f64 * 1000.0 / rate);
     Ok(Outcome {
         params: active,
-        underruns,
+        underruns: recovery.underruns + underruns,
         delay_ms,
         interrupted,
     })
+}
+
+/// What a reconnect needs to know.
+struct Again<'a> {
+    card: u32,
+    signals: &'a Signals,
+    params: PcmParams,
+    active: ActiveParams,
+    timeout: Duration,
+    name: &'a str,
+}
+
+impl Again<'_> {
+    /// After a disconnect: counts what the old backend acknowledged and played, queues what it
+    /// did not acknowledge to be written again, waits for the card and reopens the stream.
+    /// `None`: go on with the reopened stream; `Some(signal)`: a signal ended the wait.
+    #[allow(clippy::too_many_arguments)]
+    fn recover(
+        &self,
+        stream: &mut Stream,
+        link: &mut crate::link::Link,
+        hash: &mut SentHash,
+        recovery: &mut Recovery,
+        pending: &mut Vec<u8>,
+        pos: &mut usize,
+        why: &str,
+    ) -> Result<Option<i32>, CliError> {
+        let fb = u64::from(self.active.frame_bytes.max(1));
+        let stats = stream.stats();
+        let acked = stats.bytes_written;
+        let played = stream.position_frames().saturating_mul(fb);
+        hash.sent_up_to(acked);
+        let again = hash.restart();
+        recovery.reconnects += 1;
+        recovery.acknowledged += acked;
+        recovery.lost_bytes += acked.saturating_sub(played);
+        recovery.underruns += stats.underruns;
+        recovery.resent += u64::try_from(again.len()).unwrap_or(u64::MAX);
+        let mut queue = again;
+        queue.extend_from_slice(pending.get(*pos..).unwrap_or(&[]));
+        *pending = queue;
+        *pos = 0;
+        let a = self.active;
+        match reopen(
+            link,
+            self.card,
+            stream,
+            self.params,
+            why,
+            self.timeout,
+            self.signals,
+        ) {
+            Ok(b) if b == a => Ok(None),
+            Ok(b) => Err(CliError::Failed(format!(
+                "{}: reopened after the card connected again, the stream has {} {} Hz {} \
+                 channels, period {} frames, buffer {} frames instead of {} {} Hz {} channels, \
+                 period {} frames, buffer {} frames",
+                self.name,
+                b.format,
+                b.rate,
+                b.channels,
+                b.period_frames(),
+                b.buffer_frames(),
+                a.format,
+                a.rate,
+                a.channels,
+                a.period_frames(),
+                a.buffer_frames()
+            ))),
+            Err(CliError::Interrupted(sig)) => Ok(Some(sig)),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Fails when nothing moves (bytes sent, position, bytes acknowledged) for `limit`.

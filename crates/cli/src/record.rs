@@ -5,15 +5,15 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use sndif::config::{PcmHw, StreamKind};
 use sndif::formats::PcmFormat;
-use xen_snd_engine::{ActiveParams, Stream};
+use xen_snd_engine::{ActiveParams, PcmParams, Stream};
 
 use crate::args::RecordArgs;
 use crate::env::Env;
 use crate::error::CliError;
 use crate::link::Link;
 use crate::session::{
-    connect_stream, describe_hw, geometry, not_allowed, open, request_timeout, stop_and_close,
-    stream_error, stream_name, tick, Opened, Progress,
+    connect_stream, describe_hw, geometry, not_allowed, open, reopen, request_timeout,
+    stop_and_close, stream_error, stream_name, tick, Break, Opened, Progress,
 };
 use crate::sys::{signal_name, Signals};
 use crate::wav::{WavWriter, WAV_FORMATS};
@@ -102,6 +102,7 @@ pub fn run(env: &Env, a: &RecordArgs, signals: &Signals) -> Result<(), CliError>
             return Err(e);
         }
     };
+    link.set_reconnect(!a.reconnect_timeout.is_zero());
     eprintln!(
         "recording {:.2} s from {name} into {}: {} {} Hz {} channel{}, period {} frames, buffer {} \
          frames",
@@ -115,18 +116,21 @@ pub fn run(env: &Env, a: &RecordArgs, signals: &Signals) -> Result<(), CliError>
         active.buffer_frames()
     );
     let mut progress = Progress::new(a.progress);
+    let mut recovery = Recovery::default();
     let result = capture(
         &mut stream,
         &mut link,
         card,
         signals,
         &mut wav,
-        active,
+        (params, active),
         a.seconds,
+        a.reconnect_timeout,
         &mut progress,
+        &mut recovery,
     );
     let cleanup = stop_and_close(&mut stream);
-    let overruns = stream.stats().overruns;
+    let overruns = recovery.overruns + stream.stats().overruns;
     drop(stream);
     link.shutdown();
     let written = wav.finish().map_err(|e| CliError::file(&a.file, e));
@@ -163,6 +167,8 @@ pub fn run(env: &Env, a: &RecordArgs, signals: &Signals) -> Result<(), CliError>
     println!("buffer_frames {}", active.buffer_frames());
     println!("seconds {secs:.3}");
     println!("overruns {overruns}");
+    println!("reconnects {}", recovery.reconnects);
+    println!("lost_bytes {}", recovery.lost_bytes);
     if let Some(sig) = interrupted {
         println!("interrupted {}", signal_name(sig));
     }
@@ -175,8 +181,21 @@ pub fn run(env: &Env, a: &RecordArgs, signals: &Signals) -> Result<(), CliError>
     }
 }
 
+/// What reconnects cost, over the whole run.
+#[derive(Debug, Default, Clone, Copy)]
+struct Recovery {
+    /// Times the card disconnected and the stream was reopened.
+    reconnects: u64,
+    /// Bytes the backend had captured (READs completed) that could not be read any more.
+    lost_bytes: u64,
+    /// Overruns counted on old streams.
+    overruns: u64,
+}
+
 /// Starts the stream and reads `seconds` of audio into `wav`. Returns bytes, SHA-256 and the
-/// signal that interrupted it, if any.
+/// signal that interrupted it, if any. When the card disconnects (with `reconnect_timeout`
+/// non-zero), waits for it to connect again, reopens the stream with the same parameters and
+/// goes on capturing into the same file.
 #[allow(clippy::too_many_arguments)]
 fn capture(
     stream: &mut Stream,
@@ -184,9 +203,11 @@ fn capture(
     card: u32,
     signals: &Signals,
     wav: &mut WavWriter,
-    active: ActiveParams,
+    (params, active): (PcmParams, ActiveParams),
     seconds: f64,
+    reconnect_timeout: Duration,
     progress: &mut Progress,
+    recovery: &mut Recovery,
 ) -> Result<(u64, String, Option<i32>), CliError> {
     let name = stream_name(card, stream.id().device, stream.id().stream);
     let fb = u64::from(active.frame_bytes.max(1));
@@ -197,39 +218,78 @@ fn capture(
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; usize::try_from(active.buffer_bytes).unwrap_or(1 << 16)];
     let stall_limit = request_timeout() + Duration::from_secs(1);
-    let mut last_change = Instant::now();
-    stream.start().map_err(|e| stream_error(&e))?;
-    while got < want {
-        let room = usize::try_from(want - got)
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
-        let n = stream.read(buf.get_mut(..room).unwrap_or(&mut []));
-        if n > 0 {
-            let data = buf.get(..n).unwrap_or(&[]);
-            hasher.update(data);
-            wav.write(data)
-                .map_err(|e| CliError::File(format!("writing the WAV data: {e}")))?;
-            got += u64::try_from(n).unwrap_or(0);
-            last_change = Instant::now();
-            continue;
+    // One pass per connection of the card: a reconnect starts the next one.
+    'connection: loop {
+        let mut last_change = Instant::now();
+        stream.start().map_err(|e| stream_error(&e))?;
+        while got < want {
+            let room = usize::try_from(want - got)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            let n = stream.read(buf.get_mut(..room).unwrap_or(&mut []));
+            if n > 0 {
+                let data = buf.get(..n).unwrap_or(&[]);
+                hasher.update(data);
+                wav.write(data)
+                    .map_err(|e| CliError::File(format!("writing the WAV data: {e}")))?;
+                got += u64::try_from(n).unwrap_or(0);
+                last_change = Instant::now();
+                continue;
+            }
+            if last_change.elapsed() > stall_limit {
+                return Err(CliError::Timeout(format!(
+                    "{name}: backend not answering: no captured data for {:.1} s",
+                    stall_limit.as_secs_f64()
+                )));
+            }
+            let (_, event) = tick(stream, link, card, signals, TICK)?;
+            match event {
+                Some(Break::Signal(s)) => {
+                    return Ok((got, crate::hex(&hasher.finalize()), Some(s)));
+                }
+                Some(Break::Disconnected(why)) => {
+                    // Completed READs the reader had not taken are gone with the old pages.
+                    let (_, completed) = stream.byte_counters();
+                    recovery.lost_bytes += completed.saturating_sub(stream.consumed_bytes());
+                    recovery.overruns += stream.stats().overruns;
+                    recovery.reconnects += 1;
+                    match reopen(link, card, stream, params, &why, reconnect_timeout, signals) {
+                        Ok(b) if b == active => continue 'connection,
+                        Ok(b) => {
+                            return Err(CliError::Failed(format!(
+                                "{name}: reopened after the card connected again, the stream \
+                                 has {} {} Hz {} channels, period {} frames, buffer {} frames \
+                                 instead of {} {} Hz {} channels, period {} frames, buffer {} \
+                                 frames",
+                                b.format,
+                                b.rate,
+                                b.channels,
+                                b.period_frames(),
+                                b.buffer_frames(),
+                                active.format,
+                                active.rate,
+                                active.channels,
+                                active.period_frames(),
+                                active.buffer_frames()
+                            )))
+                        }
+                        Err(CliError::Interrupted(s)) => {
+                            return Ok((got, crate::hex(&hasher.finalize()), Some(s)));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                None => {}
+            }
+            progress.update(|| {
+                format!(
+                    "recording {name}: {:.2} s / {seconds:.2} s, overruns {}",
+                    (got / fb) as f64 / rate,
+                    recovery.overruns + stream.stats().overruns
+                )
+            });
         }
-        if last_change.elapsed() > stall_limit {
-            return Err(CliError::Timeout(format!(
-                "{name}: backend not answering: no captured data for {:.1} s",
-                stall_limit.as_secs_f64()
-            )));
-        }
-        let (_, sig) = tick(stream, link, card, signals, TICK)?;
-        if let Some(s) = sig {
-            return Ok((got, crate::hex(&hasher.finalize()), Some(s)));
-        }
-        progress.update(|| {
-            format!(
-                "recording {name}: {:.2} s / {seconds:.2} s, overruns {}",
-                (got / fb) as f64 / rate,
-                stream.stats().overruns
-            )
-        });
+        break;
     }
     Ok((got, crate::hex(&hasher.finalize()), None))
 }
@@ -237,7 +297,7 @@ fn capture(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::{Geometry, Target, DEFAULT_TIMEOUT};
+    use crate::args::{Geometry, Target, DEFAULT_RECONNECT_TIMEOUT, DEFAULT_TIMEOUT};
 
     fn args(format: Option<PcmFormat>, rate: Option<u32>, channels: Option<u8>) -> RecordArgs {
         RecordArgs {
@@ -249,6 +309,7 @@ mod tests {
             channels,
             geometry: Geometry::default(),
             timeout: DEFAULT_TIMEOUT,
+            reconnect_timeout: DEFAULT_RECONNECT_TIMEOUT,
             progress: false,
         }
     }

@@ -15,7 +15,7 @@ use crate::args::{Geometry, Target};
 use crate::cards::{pick_card, pick_stream, Guest};
 use crate::env::Env;
 use crate::error::CliError;
-use crate::link::Link;
+use crate::link::{reason_text, Link};
 use crate::sys::{poll_readable, stderr_is_tty, Signals};
 
 /// The engine's request timeout (the engine default, like the Linux frontend).
@@ -208,15 +208,26 @@ pub fn connect_stream(
     Ok(Opened { link, stream, card })
 }
 
+/// What ended a [`tick`] besides its timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Break {
+    /// SIGINT or SIGTERM came.
+    Signal(i32),
+    /// The card disconnected (the backend closed or restarted) and the link waits for it to
+    /// connect again (see [`Link::set_reconnect`]); why, for messages.
+    Disconnected(String),
+}
+
 /// One wait on the stream: poll its fd, the engine's events and the signal pipe (at most
-/// `timeout`), then service the stream. Returns the service report and the signal, if one came.
+/// `timeout`), then service the stream. Returns the service report and what happened, if
+/// anything: a signal, or (with reconnecting on) a disconnect of the card.
 pub fn tick(
     stream: &mut Stream,
     link: &mut Link,
     card: u32,
     signals: &Signals,
     timeout: Duration,
-) -> Result<(ServiceReport, Option<i32>), CliError> {
+) -> Result<(ServiceReport, Option<Break>), CliError> {
     poll_readable(&[stream.fd(), link.fd(), signals.fd()], Some(timeout))
         .map_err(|e| CliError::Failed(format!("poll: {e}")))?;
     let mut total = ServiceReport::default();
@@ -232,11 +243,62 @@ pub fn tick(
         }
     }
     link.check(card)?;
+    if link.reconnects() {
+        if let Some(reason) = link.take_disconnect(card) {
+            return Ok((total, Some(Break::Disconnected(reason_text(reason)))));
+        }
+        if stream.is_revoked() {
+            // The engine revoked the stream; its event is on the way.
+            return Ok((
+                total,
+                Some(Break::Disconnected("the card disconnected".to_owned())),
+            ));
+        }
+    }
     health(stream)?;
     if let Some((_, Err(e))) = stream.take_control_result() {
         return Err(stream_error(&e));
     }
-    Ok((total, signals.received()))
+    Ok((total, signals.received().map(Break::Signal)))
+}
+
+/// After a disconnect: waits (at most `timeout`) for the card to connect again, takes the same
+/// stream from it in place of the revoked `stream` and opens it with `params`. Messages on
+/// stderr say what happens. Errors: `Interrupted` on a signal, the wait's timeout, the stream
+/// not offered any more, OPEN refused.
+pub fn reopen(
+    link: &mut Link,
+    card: u32,
+    stream: &mut Stream,
+    params: PcmParams,
+    why: &str,
+    timeout: Duration,
+    signals: &Signals,
+) -> Result<ActiveParams, CliError> {
+    let id = stream.id();
+    let name = stream_name(card, id.device, id.stream);
+    eprintln!(
+        "xen-snd: card {card} disconnected ({why}); waiting up to {:.1} s for it to connect again",
+        timeout.as_secs_f64()
+    );
+    let since = Instant::now();
+    let connected = link.wait_reconnect(card, timeout, signals)?;
+    let fresh = connected
+        .streams
+        .into_iter()
+        .find(|s| s.id() == id)
+        .ok_or_else(|| {
+            CliError::NoDevice(format!(
+                "{name} is not offered any more after card {card} connected again"
+            ))
+        })?;
+    *stream = fresh;
+    let active = open(stream, params)?;
+    eprintln!(
+        "xen-snd: card {card} connected again after {:.2} s; {name} reopened",
+        since.elapsed().as_secs_f64()
+    );
+    Ok(active)
 }
 
 /// Waits (bounded by the request timeout) until no control request is pending.

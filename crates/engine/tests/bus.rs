@@ -12,7 +12,7 @@ use sndif::config::keys;
 use sndif::formats::{FormatSet, PcmFormat};
 use sndif::wire::{Operation, RequestBody, Response, ResponseBody};
 use xen_access::fake::{FakeXen, FaultError, FaultOp, FIRST_GREF, FIRST_PORT, LAST_PORT};
-use xen_access::{StoreErrno, XenStore};
+use xen_access::{Access, Perm, StoreErrno, XenStore};
 use xen_snd_engine::{
     BusError, CardInfo, Clock, DisconnectReason, Frontend, FrontendEvent, FrontendOptions,
     ManualClock, PcmParams, QueryFallback, Stream, StreamError, StreamOp, StreamOptions,
@@ -822,4 +822,95 @@ fn grant_exhaustion_is_reported_and_reconnect_retries() {
     fe.reconnect(0).expect("reconnect");
     ts.wait_fe_state(XenbusState::Initialised);
     assert_eq!(ts.key_count(&STREAMS), 8);
+}
+
+#[test]
+fn a_failed_read_of_the_backend_state_keeps_the_card_connected() {
+    let ts = Toolstack::new(&simple_card());
+    let fe = ts.start(quick());
+    let (_info, mut streams, mut backs) = ts.connect(&fe, &STREAMS, &[0, 1]);
+    // The read must fail on the backend state itself. An injected `FaultOp::StoreRead` cannot
+    // get there: every pass of the engine lists device/vsnd first, and that listing takes the
+    // fault. So the toolstack takes the guest's read permission away: that fires the guest's
+    // watch (it could read the node before) and the engine's read of the state fails (EACCES).
+    let state = format!("{}/state", be_dir(0));
+    ts.store
+        .set_perms(
+            &state,
+            &[Perm {
+                domid: BE,
+                access: Access::None,
+            }],
+        )
+        .expect("revoke the guest's read permission");
+    let ev = wait_event(&fe, "CardError", |e| {
+        matches!(
+            e,
+            FrontendEvent::CardError { .. } | FrontendEvent::CardDisconnected { .. }
+        )
+    });
+    assert!(
+        matches!(
+            &ev,
+            FrontendEvent::CardError {
+                card: 0,
+                error: BusError::Store { card: 0, .. }
+            }
+        ),
+        "the failed read is reported, not acted on: {ev:?}"
+    );
+    if let FrontendEvent::CardError { error, .. } = &ev {
+        assert!(
+            error.to_string().contains(&state),
+            "the error names the state node: {error}"
+        );
+    }
+    // Readable again (another watch, a successful read of the unchanged state).
+    ts.store
+        .set_perms(
+            &state,
+            &[
+                Perm {
+                    domid: BE,
+                    access: Access::None,
+                },
+                Perm {
+                    domid: FE,
+                    access: Access::Read,
+                },
+            ],
+        )
+        .expect("restore the permission");
+    // The streams were not revoked and still work: OPEN goes to the backend and completes.
+    assert!(streams.iter().all(|s| !s.is_revoked()));
+    streams[0].submit_open(params(), 0).expect("open");
+    backs[0].serve_ok();
+    assert!(pump(&mut streams[0], 0));
+    assert_eq!(*streams[0].state(), StreamState::Stopped);
+    assert_eq!(
+        ts.fe_state().as_deref(),
+        Some("4"),
+        "the frontend stays Connected"
+    );
+    while let Some(ev) = fe.try_event() {
+        assert!(
+            !matches!(ev, FrontendEvent::CardDisconnected { .. }),
+            "no disconnect after a failed read: {ev:?}"
+        );
+    }
+    // A later real change is still seen (the watch survived): Closing disconnects.
+    ts.be(XenbusState::Closing);
+    let ev = wait_event(&fe, "CardDisconnected", |e| {
+        matches!(e, FrontendEvent::CardDisconnected { .. })
+    });
+    assert!(
+        matches!(
+            ev,
+            FrontendEvent::CardDisconnected {
+                card: 0,
+                reason: DisconnectReason::BackendClosing
+            }
+        ),
+        "{ev:?}"
+    );
 }
