@@ -266,7 +266,11 @@ impl Link {
             } => self.track(card).fallbacks.push((stream, reason)),
             FrontendEvent::CardError { card, error } => {
                 let t = self.track(card);
-                if t.error.is_none() && !matches!(error, BusError::ShutdownTimeout { .. }) {
+                if t.was_connected {
+                    // Once connected, the engine carries on past a passing xenstore error (it
+                    // ignores a failed state read); what ends a session is a disconnect.
+                    eprintln!("xen-snd: note: {}", bus_error(&error));
+                } else if t.error.is_none() && !matches!(error, BusError::ShutdownTimeout { .. }) {
                     t.error = Some(bus_error(&error));
                 }
             }
