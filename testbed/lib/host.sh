@@ -10,7 +10,9 @@ REPO_DIR="$(cd "$TESTBED_DIR/.." && pwd)"
 CACHE_DIR="${TESTBED_CACHE:-$REPO_DIR/.cache/testbed}"
 DEB_DIR="$CACHE_DIR/debs"
 ROOT_DIR="$CACHE_DIR/root"
-IMAGE_DIR="$CACHE_DIR/images"
+# TESTBED_IMAGES: a separate image directory, so differently built images (e.g. one with PipeWire,
+# testbed/pipewire/) do not overwrite each other.
+IMAGE_DIR="${TESTBED_IMAGES:-$CACHE_DIR/images}"
 
 # Xen version directory inside the Debian packages (usr/lib/xen-4.17/...).
 XEN_LIBEXEC="usr/lib/xen-4.17/bin"
