@@ -512,26 +512,9 @@ pub fn latency_pod(kind: StreamKind, frames: u32) -> Option<PodBytes> {
     PodBytes::serialize(&Value::Object(obj))
 }
 
-/// The byte pattern of one silent sample of `format`: zero for signed and float formats, the
-/// midpoint for unsigned ones, the codec's silence for µ-law and A-law.
-pub fn silence(format: PcmFormat) -> &'static [u8] {
-    match format {
-        PcmFormat::U8 => &[0x80],
-        PcmFormat::U16Le => &[0x00, 0x80],
-        PcmFormat::U16Be => &[0x80, 0x00],
-        PcmFormat::U24Le => &[0x00, 0x00, 0x80, 0x00],
-        PcmFormat::U24Be => &[0x00, 0x80, 0x00, 0x00],
-        PcmFormat::U32Le => &[0x00, 0x00, 0x00, 0x80],
-        PcmFormat::U32Be => &[0x80, 0x00, 0x00, 0x00],
-        PcmFormat::MuLaw => &[0xff],
-        PcmFormat::ALaw => &[0xd5],
-        _ => &[0x00],
-    }
-}
-
 /// Fill `out` with silence of `format` (no allocation, no panic).
 pub fn fill_silence(out: &mut [u8], format: PcmFormat) {
-    let pat = silence(format);
+    let pat = format.silence();
     if pat.len() <= 1 {
         out.fill(pat.first().copied().unwrap_or(0));
         return;

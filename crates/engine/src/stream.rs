@@ -2247,18 +2247,7 @@ fn first_gref(
 /// The byte pattern of one silent sample of `format` (zero for signed and float formats, the
 /// midpoint for unsigned ones, the codec's silence for µ-law and A-law).
 pub fn silence_pattern(format: PcmFormat) -> &'static [u8] {
-    match format {
-        PcmFormat::U8 => &[0x80],
-        PcmFormat::U16Le => &[0x00, 0x80],
-        PcmFormat::U16Be => &[0x80, 0x00],
-        PcmFormat::U24Le => &[0x00, 0x00, 0x80, 0x00],
-        PcmFormat::U24Be => &[0x00, 0x80, 0x00, 0x00],
-        PcmFormat::U32Le => &[0x00, 0x00, 0x00, 0x80],
-        PcmFormat::U32Be => &[0x80, 0x00, 0x00, 0x00],
-        PcmFormat::MuLaw => &[0xff],
-        PcmFormat::ALaw => &[0xd5],
-        _ => &[0x00],
-    }
+    format.silence()
 }
 
 /// Fills `len` bytes at `off` of `mem` with `pattern` repeated (no allocation).

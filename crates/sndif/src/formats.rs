@@ -160,6 +160,25 @@ impl PcmFormat {
     }
 }
 
+impl PcmFormat {
+    /// The bytes of one silent sample: zero for signed and float formats, the midpoint for
+    /// unsigned ones, the codec's silence for µ-law and A-law.
+    pub const fn silence(self) -> &'static [u8] {
+        match self {
+            PcmFormat::U8 => &[0x80],
+            PcmFormat::U16Le => &[0x00, 0x80],
+            PcmFormat::U16Be => &[0x80, 0x00],
+            PcmFormat::U24Le => &[0x00, 0x00, 0x80, 0x00],
+            PcmFormat::U24Be => &[0x00, 0x80, 0x00, 0x00],
+            PcmFormat::U32Le => &[0x00, 0x00, 0x00, 0x80],
+            PcmFormat::U32Be => &[0x80, 0x00, 0x00, 0x00],
+            PcmFormat::MuLaw => &[0xff],
+            PcmFormat::ALaw => &[0xd5],
+            _ => &[0x00],
+        }
+    }
+}
+
 impl fmt::Display for PcmFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.xenstore_name())
