@@ -1974,13 +1974,6 @@ impl Stream {
         for _ in 0..self.data_slots() {
             let in_flight = self.written.saturating_sub(self.completed);
             let free = buffer.saturating_sub(self.written.saturating_sub(self.consumed));
-            if free == 0 {
-                if in_flight == 0 && !self.overrun_latched {
-                    self.overrun_latched = true;
-                    bump(&self.stats.overruns);
-                }
-                return;
-            }
             // Never read into the values of a volume request in flight, and leave room for one
             // that is waiting for it.
             let room = free.saturating_sub(self.scratch_wanted).min(
@@ -1988,6 +1981,12 @@ impl Stream {
                     .map_or(u64::MAX, |sc| sc.start.saturating_sub(self.written)),
             );
             if room == 0 {
+                // Nothing more can be captured until the reader catches up: an overrun (also
+                // when the last free bytes are kept for volume values).
+                if in_flight == 0 && !self.overrun_latched {
+                    self.overrun_latched = true;
+                    bump(&self.stats.overruns);
+                }
                 return;
             }
             if in_flight >= read_ahead {

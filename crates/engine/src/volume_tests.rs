@@ -258,13 +258,17 @@ fn capture_keeps_the_values_out_of_its_reads_and_reports_no_room() {
         s.service(now());
         let _ = crate::sys::wait_readable(s.fd(), Some(Duration::from_millis(20)));
     }
-    assert!(matches!(
-        s.submit_get_volume(now()),
+    // No room for the values — unless an earlier NoRoom during the reads above already made the
+    // reads keep room for them (timing-dependent), in which case the request goes out in that
+    // room and is answered.
+    match s.submit_get_volume(now()) {
         Err(StreamError::NoRoom {
             op: StreamOp::GetVolume,
             ..
-        })
-    ));
+        }) => {}
+        Ok(()) => assert_eq!(settle(&mut s, |_| {}), Ok(())),
+        other => panic!("GET_VOLUME with a full capture buffer: {other:?}"),
+    }
     // Stopped, nothing is read ahead: reading frees room for the values.
     s.stop().expect("stop");
     assert_eq!(s.read(&mut buf), buf.len());
