@@ -149,11 +149,18 @@ impl Probe {
             assert!(file.exists(), "{} not found; {hint}", file.display());
         }
         let cc = compiler();
+        // A private output path per call: tests in one binary run probes in parallel, and running
+        // a file another call is still writing fails with ETXTBSY.
+        static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut binary = self.binary.clone().into_os_string();
+        binary.push(format!("-{}-{call}", std::process::id()));
+        let binary = PathBuf::from(binary);
         let compiled = match Command::new(&cc)
             .args(&self.flags)
             .args(WARNINGS)
             .args(["-I", INCLUDE_DIR, "-o"])
-            .arg(&self.binary)
+            .arg(&binary)
             .arg(&self.source)
             .output()
         {
@@ -167,14 +174,16 @@ impl Probe {
             compiled.status,
             stderr(&compiled)
         );
-        let run = match Command::new(&self.binary).output() {
+        let run = Command::new(&binary).output();
+        let _ = std::fs::remove_file(&binary);
+        let run = match run {
             Ok(run) => run,
-            Err(e) => panic!("cannot run {}: {e}", self.binary.display()),
+            Err(e) => panic!("cannot run {}: {e}", binary.display()),
         };
         assert!(
             run.status.success(),
             "{} failed ({}):\n{}",
-            self.binary.display(),
+            binary.display(),
             run.status,
             stderr(&run)
         );
@@ -182,7 +191,7 @@ impl Probe {
             Ok(text) => text,
             Err(e) => panic!(
                 "{} printed something that is not UTF-8: {e}",
-                self.binary.display()
+                binary.display()
             ),
         }
     }
