@@ -309,6 +309,14 @@ fn stream_file<R: Read>(
     let stall_limit = request_timeout() + Duration::from_secs(1);
     let mut interrupted = None;
     let mut underruns;
+    let again = Again {
+        card,
+        signals,
+        params,
+        active,
+        timeout: reconnect_timeout,
+        name: &name,
+    };
 
     // One pass per connection of the card: a reconnect starts the next one.
     'connection: loop {
@@ -355,14 +363,6 @@ fn stream_file<R: Read>(
                     break;
                 }
                 Some(Break::Disconnected(why)) => {
-                    let again = Again {
-                        card,
-                        signals,
-                        params,
-                        active,
-                        timeout: reconnect_timeout,
-                        name: &name,
-                    };
                     match again.recover(
                         stream,
                         link,
@@ -439,14 +439,6 @@ fn stream_file<R: Read>(
                         break;
                     }
                     Some(Break::Disconnected(why)) => {
-                        let again = Again {
-                            card,
-                            signals,
-                            params,
-                            active,
-                            timeout: reconnect_timeout,
-                            name: &name,
-                        };
                         match again.recover(
                             stream,
                             link,

@@ -1368,6 +1368,17 @@ impl Stream {
 
     /// Waits for the pending control request (bounded by the request timeout); services the
     /// stream meanwhile.
+    /// Submits a control request that takes only the time and waits for its answer.
+    fn blocking(
+        &mut self,
+        op: StreamOp,
+        submit: fn(&mut Self, u64) -> Result<(), StreamError>,
+    ) -> Result<(), StreamError> {
+        let now = self.now();
+        submit(self, now)?;
+        self.wait_control(op).map(|_| ())
+    }
+
     fn wait_control(&mut self, op: StreamOp) -> Result<ControlReply, StreamError> {
         let budget = self.options.request_timeout;
         let deadline = Instant::now() + budget;
@@ -1424,37 +1435,27 @@ impl Stream {
 
     /// TRIGGER START now, blocking.
     pub fn start(&mut self) -> Result<(), StreamError> {
-        let now = self.now();
-        self.submit_start(now)?;
-        self.wait_control(StreamOp::Start).map(|_| ())
+        self.blocking(StreamOp::Start, Self::submit_start)
     }
 
     /// TRIGGER PAUSE, blocking.
     pub fn pause(&mut self) -> Result<(), StreamError> {
-        let now = self.now();
-        self.submit_pause(now)?;
-        self.wait_control(StreamOp::Pause).map(|_| ())
+        self.blocking(StreamOp::Pause, Self::submit_pause)
     }
 
     /// TRIGGER RESUME, blocking.
     pub fn resume(&mut self) -> Result<(), StreamError> {
-        let now = self.now();
-        self.submit_resume(now)?;
-        self.wait_control(StreamOp::Resume).map(|_| ())
+        self.blocking(StreamOp::Resume, Self::submit_resume)
     }
 
     /// TRIGGER STOP, blocking.
     pub fn stop(&mut self) -> Result<(), StreamError> {
-        let now = self.now();
-        self.submit_stop(now)?;
-        self.wait_control(StreamOp::Stop).map(|_| ())
+        self.blocking(StreamOp::Stop, Self::submit_stop)
     }
 
     /// CLOSE, blocking.
     pub fn close(&mut self) -> Result<(), StreamError> {
-        let now = self.now();
-        self.submit_close(now)?;
-        self.wait_control(StreamOp::Close).map(|_| ())
+        self.blocking(StreamOp::Close, Self::submit_close)
     }
 
     /// SET_VOLUME, blocking.
