@@ -520,6 +520,16 @@ impl PcmPort for EnginePort {
         self.phase == Phase::Running
     }
 
+    fn is_starting(&self) -> bool {
+        let Some(w) = self.want else {
+            return false;
+        };
+        if self.failed == Some(w) || self.dead() {
+            return false;
+        }
+        !(self.phase == Phase::Running && self.active == Some(w))
+    }
+
     fn is_alive(&self) -> bool {
         !self.dead()
     }
@@ -642,8 +652,10 @@ mod tests {
         let mut port = w.take(StreamKind::Playback);
         assert_eq!(port.volume_support(), VolumeSupport::Unknown);
         assert!(port.fd().is_some());
+        assert!(!port.is_starting(), "not started yet");
         port.start(&params(), now()).expect("start");
         assert_eq!(port.phase(), Phase::Opening);
+        assert!(port.is_starting() && !port.is_running());
         assert_eq!(
             port.write(&[1; 64]),
             0,
@@ -655,6 +667,7 @@ mod tests {
             at += p.write(&data[at..]);
             p.phase() == Phase::Running
         });
+        assert!(!port.is_starting(), "running is no longer starting");
         assert_eq!(
             port.volume_support(),
             VolumeSupport::Software,
@@ -724,6 +737,7 @@ mod tests {
         port.start(&params(), now()).expect("start");
         pump(&mut port, "refused", |p| p.phase() == Phase::Closed);
         assert_eq!(port.phase(), Phase::Closed);
+        assert!(!port.is_starting(), "a refused start is not waited for");
         for _ in 0..20 {
             port.service(now());
         }

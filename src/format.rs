@@ -409,13 +409,16 @@ pub fn parse_format(pod: &Pod, hw: &PcmHw) -> Result<Negotiated, FormatError> {
 }
 
 /// The buffer geometry toward the backend for a negotiated format: `period_frames` (0 = 20 ms)
-/// and `buffer_frames` (0 = four periods), the buffer rounded down to whole periods and to what
-/// `hw.buffer_size` octets hold, and at least two periods (the period shrinks if needed).
+/// and `buffer_frames` (0 = automatic: four periods, but at least two graph quanta of `quantum`
+/// frames rounded up to whole periods, so a cycle never finds less than a quantum of room or
+/// data), the buffer rounded down to whole periods and to what `hw.buffer_size` octets hold, and
+/// at least two periods (the period shrinks if needed).
 pub fn port_params(
     n: Negotiated,
     hw: &PcmHw,
     period_frames: u32,
     buffer_frames: u32,
+    quantum: u64,
 ) -> PortParams {
     let frame = (n.format.bytes_per_sample().unwrap_or(1) * u32::from(n.channels)).max(1);
     let capacity = (hw.buffer_size / frame).max(2);
@@ -425,7 +428,9 @@ pub fn port_params(
         period_frames
     };
     let wanted = if buffer_frames == 0 {
-        period.saturating_mul(4)
+        let quanta = u32::try_from(quantum.saturating_mul(2)).unwrap_or(u32::MAX);
+        let periods = quanta.div_ceil(period.max(1)).max(4);
+        period.saturating_mul(periods)
     } else {
         buffer_frames
     };
@@ -736,20 +741,28 @@ mod tests {
             rate: 48000,
             channels: 2,
         };
-        let p = port_params(n, &h, 0, 0);
+        let p = port_params(n, &h, 0, 0, 1024);
         assert_eq!((p.period_frames, p.buffer_frames), (960, 3840));
         assert_eq!(p.frame_bytes(), 4);
-        let p = port_params(n, &h, 1000, 3500);
+        // The automatic buffer holds two quanta of a large graph quantum (whole periods).
+        let p = port_params(n, &h, 0, 0, 2048);
+        assert_eq!((p.period_frames, p.buffer_frames), (960, 4800));
+        let p = port_params(n, &h, 0, 0, 8192);
+        assert_eq!((p.period_frames, p.buffer_frames), (960, 16320));
+        // An explicit buffer is taken as it is.
+        let p = port_params(n, &h, 0, 1920, 8192);
+        assert_eq!((p.period_frames, p.buffer_frames), (960, 1920));
+        let p = port_params(n, &h, 1000, 3500, 1024);
         assert_eq!((p.period_frames, p.buffer_frames), (1000, 3000));
         // 65536 octets hold 16384 frames: a big request is clamped to whole periods of it.
-        let p = port_params(n, &h, 4096, 100_000);
+        let p = port_params(n, &h, 4096, 100_000, 1024);
         assert_eq!((p.period_frames, p.buffer_frames), (4096, 16384));
         // A small buffer forces a smaller period.
         let small = PcmHw {
             buffer_size: 4096,
             ..h.clone()
         };
-        let p = port_params(n, &small, 960, 0);
+        let p = port_params(n, &small, 960, 0, 1024);
         assert_eq!((p.period_frames, p.buffer_frames), (512, 1024));
         assert!(p.buffer_frames >= 2 * p.period_frames);
     }

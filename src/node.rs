@@ -270,10 +270,22 @@ impl NodeCore {
                     &self.hw,
                     self.settings.period_frames,
                     self.settings.buffer_frames,
+                    self.quantum().0.max(self.settings.default_quantum.0),
                 )
             })
         } else {
             None
+        };
+        // A quantum that shrank since the start does not restart the stream for a smaller
+        // buffer: the one it has is kept.
+        let want = match (want, m.started) {
+            (Some(w), Some(s))
+                if (w.format, w.rate, w.channels) == (s.format, s.rate, s.channels)
+                    && w.buffer_frames <= s.buffer_frames =>
+            {
+                Some(s)
+            }
+            (w, _) => w,
         };
         if want == m.started {
             return TimerCmd::Keep;
@@ -514,10 +526,12 @@ impl NodeCore {
         port.service(now);
         let (quantum, rate) = self.quantum();
         // The backend's clock drives: while the port cannot take (playback) or give (capture) a
-        // whole quantum, the cycle waits for it rather than dropping data or inserting silence
+        // whole quantum — also while it is still opening and starting, so the first quanta of a
+        // stream are not dropped — the cycle waits for it rather than dropping data or inserting
+        // silence
         // — up to DRIVER_WAIT_LIMIT_NS, then it runs anyway (a backend that stalls for longer
         // loses data; a dead one is not waited for).
-        if driving && port.is_running() {
+        if driving && (port.is_running() || port.is_starting()) {
             let room = match self.kind {
                 StreamKind::Playback => port.writable_frames(),
                 StreamKind::Capture => port.readable_frames(),
@@ -785,8 +799,13 @@ impl Node {
                 rate,
                 channels: format::preferred_channels(&info.hw),
             };
-            let p =
-                format::port_params(n, &info.hw, settings.period_frames, settings.buffer_frames);
+            let p = format::port_params(
+                n,
+                &info.hw,
+                settings.period_frames,
+                settings.buffer_frames,
+                settings.default_quantum.0,
+            );
             format::latency_pod(info.kind, p.buffer_frames)
         });
         if let Some(pod) = latency.as_ref().and_then(|l| l.pod()) {

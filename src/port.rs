@@ -138,6 +138,13 @@ pub trait PcmPort: Send + fmt::Debug {
         true
     }
 
+    /// Whether the port was started and is on its way to running (opening, pre-filling,
+    /// starting, or restarting with new parameters): a driver waits for it instead of running
+    /// cycles whose data it would have to drop.
+    fn is_starting(&self) -> bool {
+        false
+    }
+
     /// Whether the port can carry audio at all (false once its card disconnected or the stream
     /// failed; the module then replaces the port when the card connects again).
     fn is_alive(&self) -> bool {

@@ -144,6 +144,32 @@ fn playback_is_bit_exact_through_the_engine_and_the_sink_drives_the_graph() {
     assert_no_errors(&d);
 }
 
+/// A backend that answers late (here every response comes 12 ms after its request, OPEN and
+/// START included): the driving sink holds the graph while its stream opens and starts, so the
+/// first quanta of the clip are not dropped, and none later either.
+#[test]
+fn playback_start_waits_for_a_slow_backend_and_drops_nothing() {
+    let _s = serial();
+    let d = DaemonBuilder::new()
+        .module(&format!(
+            "{} log.level = info",
+            world("preset=s16-duplex; misbehave=0/0/0:late-ms=12")
+        ))
+        .start();
+    assert!(wait_for(Duration::from_secs(10), || d.node_id(SINK)).is_some());
+    let expected = play_clip(&d, |_| {});
+    assert_bit_exact(&d, &expected);
+    let line = wait_for(Duration::from_secs(10), || {
+        d.daemon_log()
+            .lines()
+            .find(|l| l.contains(&format!("{SINK}: stopped (")))
+            .map(str::to_owned)
+    })
+    .unwrap_or_else(|| d.fail("no stop line"));
+    assert!(line.contains(" 0 dropped frames"), "{line}");
+    assert_no_errors(&d);
+}
+
 /// A follower keeps the fill level it started with (half the buffer): a large buffer gives the
 /// in-process backend's threads room for scheduling delays on a loaded machine. A backend that
 /// still runs dry (its threads are not realtime) plays later from then on: the fill level grows,

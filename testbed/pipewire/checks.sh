@@ -3,8 +3,8 @@
 #   pwc_wav_data FILE.wav OUT.raw       the data chunk of a RIFF/WAVE file (any chunk layout)
 #   pwc_match GOT.raw WANT.raw [FROM]   the sound GOT carries is WANT's (from byte FROM on), frame
 #                                       for frame: bit-exact, not "close"
-#   pwc_capture_match GOT.raw STREAM    the sound GOT carries is the backend's capture pattern of
-#                                       STREAM from its OPEN on
+#   pwc_capture_match GOT.raw STREAM    the sound GOT carries is one contiguous piece of the
+#                                       backend's capture pattern of STREAM (starting anywhere)
 #
 # What "bit-exact" means here is what the module's host tests mean by it (tests/support: "silence
 # before, after and inside aside"): the received stream with its silent (all-zero) frames left
@@ -223,52 +223,54 @@ pwc_pattern_diagnosis() {
     echo "as file frames: $(pwc_pattern_runs "$1" 12 $(($(pwc_size "$2") / PWC_FRAME)))"
 }
 
-# pwc_capture_match GOT STREAM: GOT (raw, what a recorder wrote), silence aside, is the backend's
-# capture pattern of STREAM (<fe>/<dev>/<pcm>/<stream>) from the stream's OPEN on (byte 0 of the
-# pattern), as `xen-snd-backend --print-pattern-sha256` computes it. One line of detail; status 0
-# on a match.
+# pwc_capture_match GOT STREAM: GOT (raw, what a recorder wrote), silence aside, is one contiguous
+# piece of the backend's capture pattern of STREAM (<fe>/<dev>/<pcm>/<stream>), as
+# `xen-snd-backend --locate-pattern` finds it (the same binary, run here as a calculator: it inverts
+# the pattern's words, so it knows where in the stream every recorded byte comes from). The piece
+# may start at any frame of the stream (a recorder linked after the source started misses the
+# quanta before, which is normal) and silence may come before, inside and after; it must not skip
+# or repeat pattern bytes, contain foreign frames or start in the middle of a frame. One line of
+# detail (on a failure it carries the locator's line: its runs say where data went missing); 0 on
+# a match.
 pwc_capture_match() {
-    local got="$1" id="$2" g n gsha line wsha c where
-    # shellcheck disable=SC2046 # four numbers
-    set -- $(pwc_strip "$got" /tmp/pwc.c.s)
-    g="lead-in $1 silent frames, $2 silent frames inserted in $3 places, $4 after"
-    n=$(pwc_size /tmp/pwc.c.s)
-    if [ "$n" = 0 ]; then
-        echo "the recording is all silence ($(($(pwc_size "$got") / PWC_FRAME)) frames)"
+    local got="$1" id="$2" line rc w from=none bytes=0 sil=0/0in0/0 lead rest mid
+    line=$(xen-snd-backend --locate-pattern "$id" "$got" --frame-bytes "$PWC_FRAME" 2>&1)
+    rc=$?
+    case "$rc" in
+    0) ;;
+    1)
+        echo "NOT one contiguous piece of the backend's pattern of $id: $line"
         return 1
-    fi
-    gsha=$(pwc_sha /tmp/pwc.c.s 0 "$n")
-    line=$(xen-snd-backend --print-pattern-sha256 "$id:$n" 2>&1) || {
-        echo "xen-snd-backend --print-pattern-sha256 $id:$n failed: $line"
+        ;;
+    *)
+        echo "xen-snd-backend --locate-pattern $id $got failed (exit $rc): $line"
         return 1
-    }
-    # "sha256 STREAM BYTES HEX"
-    wsha=${line##* }
-    if [ "$gsha" = "$wsha" ]; then
-        echo "$((n / PWC_FRAME)) frames of sound bit-exact with the backend's pattern of $id from its OPEN on (sha256 $gsha); $g"
-        return 0
-    fi
-    c=$(pwc_capture_common /tmp/pwc.c.s 0 "$id" "$n")
-    where="frame $c"
-    [ $((c % 1024)) = 0 ] && where="frame $c, a whole number of 1024-frame quanta (as when a cycle's data is lost)"
-    echo "NOT the backend's pattern of $id from its OPEN on: of $((n / PWC_FRAME)) frames of sound only the first $c are, it departs at $where (sha256 $gsha, want $wsha); $g"
-    return 1
-}
-
-# pwc_capture_common GOT G STREAM MAX_BYTES: how many frames of GOT from byte G on are the
-# pattern of STREAM from its start (binary search, one --print-pattern-sha256 per step).
-pwc_capture_common() {
-    local lo=0 hi=$(($4 / PWC_FRAME)) mid line
-    while [ "$lo" -lt "$hi" ]; do
-        mid=$(((lo + hi + 1) / 2))
-        line=$(xen-snd-backend --print-pattern-sha256 "$3:$((mid * PWC_FRAME))" 2>/dev/null)
-        if [ "$(pwc_sha "$1" "$2" $((mid * PWC_FRAME)))" = "${line##* }" ]; then
-            lo=$mid
-        else
-            hi=$((mid - 1))
-        fi
+        ;;
+    esac
+    # "pattern STREAM contiguous from=F bytes=B gaps=0/0 repeats=0 silence=L/IinP/A other=0 runs: ..."
+    for w in $line; do
+        case "$w" in
+        from=*) from=${w#from=} ;;
+        bytes=*) bytes=${w#bytes=} ;;
+        silence=*) sil=${w#silence=} ;;
+        runs:) break ;;
+        esac
     done
-    echo "$lo"
+    lead=${sil%%/*}
+    rest=${sil#*/}
+    mid=${rest%/*}
+    case "$from$bytes" in
+    *[!0-9]*)
+        echo "cannot read the locator's line: $line"
+        return 1
+        ;;
+    esac
+    if [ $((from % PWC_FRAME)) != 0 ]; then
+        echo "NOT frame-aligned with the backend's pattern of $id: it starts at byte $from of the stream, inside a frame: $line"
+        return 1
+    fi
+    echo "$((bytes / PWC_FRAME)) frames of the backend's pattern of $id, contiguous and bit-exact, from its frame $((from / PWC_FRAME)) on (0 = its OPEN); lead-in $lead silent frames, ${mid%in*} silent frames inserted in ${mid#*in} places, ${rest##*/} after"
+    return 0
 }
 
 # pwc_is_prefix GOT WANT: the sound in GOT (raw), silence aside, is the beginning of WANT's (raw)

@@ -44,5 +44,8 @@ pub use ids::{DeviceKey, StreamId, StreamIdParseError};
 pub use log::{stderr_logger, Level, LogRecord, LogWhat, Logger};
 pub use media::{sha256_hex, CaptureSource, StreamSetup, StreamStats};
 pub use misbehave::Misbehave;
-pub use pattern::{pattern_bytes, pattern_fill, pattern_sha256_hex, stream_seed};
+pub use pattern::{
+    locate, pattern_bytes, pattern_fill, pattern_sha256_hex, stream_seed, summarize, unsplitmix64,
+    Run, Summary,
+};
 pub use stream::{StreamError, WritePacing};

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use xen_snd_backend::{
-    pattern_sha256_hex, stderr_logger, stream_seed, Backend, BackendOptions, CaptureSource, Clock,
-    Level, Services, StreamId, WritePacing,
+    locate, pattern_sha256_hex, stderr_logger, stream_seed, summarize, Backend, BackendOptions,
+    CaptureSource, Clock, Level, Run, Services, StreamId, Summary, WritePacing,
 };
 
 const USAGE: &str = "\
@@ -44,6 +44,18 @@ OPTIONS:
                              Do not serve anything: print the report line a capture of BYTES
                              bytes of STREAM's pattern (from its OPEN on) must match,
                              `sha256 STREAM BYTES <hex>`, and exit (e.g. 1/0/0/1:960000).
+        --locate-pattern STREAM FILE [--frame-bytes N]
+                             Do not serve anything: find where the bytes of FILE (raw PCM as
+                             recorded, not a WAV file; frames of N bytes, default 4) lie in
+                             STREAM's pattern, print one line and exit: 0 if they are one
+                             contiguous piece of it (starting anywhere; silence before, inside
+                             and after allowed), 1 if not, 2 on usage or I/O errors. The line:
+                             pattern STREAM contiguous|broken from=<pattern offset of the first
+                             pattern byte, or none> bytes=<pattern bytes> gaps=<jumps forward>/
+                             <bytes missing> repeats=<bytes again> silence=<frames before>/
+                             <frames between>in<places>/<frames after> other=<frames>
+                             runs: <first 12 runs: 'silence xN', '@OFFSET+BYTES', 'other xN'>
+                             (the line has no line breaks; offsets count bytes from the OPEN).
     -h, --help               Print this help.
     -V, --version            Print the version.
 
@@ -78,10 +90,21 @@ enum Parsed {
     Help,
     Version,
     PrintPattern(StreamId, u64),
+    Locate {
+        id: StreamId,
+        file: PathBuf,
+        frame_bytes: usize,
+    },
 }
 
-fn parse_args(args: &[String]) -> Result<Parsed, String> {
-    let mut cli = Cli {
+/// The largest `--frame-bytes` (a frame of 64 channels of 16 bytes).
+const MAX_FRAME_BYTES: usize = 1024;
+
+/// How many runs the `--locate-pattern` line names.
+const LOCATE_LINE_RUNS: usize = 12;
+
+fn default_cli() -> Cli {
+    Cli {
         output_dir: None,
         capture: CaptureSource::Pattern,
         loopbacks: Vec::new(),
@@ -90,7 +113,13 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
         volume: false,
         require_unique_id: true,
         verbose: 0,
-    };
+    }
+}
+
+fn parse_args(args: &[String]) -> Result<Parsed, String> {
+    let mut cli = default_cli();
+    let mut locate_args: Option<(StreamId, PathBuf)> = None;
+    let mut frame_bytes: Option<usize> = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -154,10 +183,98 @@ fn parse_args(args: &[String]) -> Result<Parsed, String> {
                     .map_err(|_| format!("{name} {v:?}: {bytes:?} is not a byte count"))?;
                 return Ok(Parsed::PrintPattern(id, bytes));
             }
+            "--locate-pattern" => {
+                let id = value(name)?;
+                let id: StreamId = id.parse().map_err(|e| format!("{name}: {e}"))?;
+                let file = it
+                    .next()
+                    .ok_or_else(|| format!("{name} needs STREAM and FILE"))?;
+                locate_args = Some((id, PathBuf::from(file)));
+            }
+            "--frame-bytes" => {
+                let v = value(name)?;
+                let n: usize = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_FRAME_BYTES).contains(n))
+                    .ok_or_else(|| {
+                        format!("{name} {v:?}: not a frame size (1..={MAX_FRAME_BYTES})")
+                    })?;
+                frame_bytes = Some(n);
+            }
             other => return Err(format!("unknown option {other:?} (see --help)")),
         }
     }
-    Ok(Parsed::Run(cli))
+    match locate_args {
+        Some((id, file)) => {
+            if cli != default_cli() {
+                return Err("--locate-pattern takes no option but --frame-bytes".to_owned());
+            }
+            Ok(Parsed::Locate {
+                id,
+                file,
+                frame_bytes: frame_bytes.unwrap_or(4),
+            })
+        }
+        None if frame_bytes.is_some() => {
+            Err("--frame-bytes only goes with --locate-pattern".to_owned())
+        }
+        None => Ok(Parsed::Run(cli)),
+    }
+}
+
+/// The `--locate-pattern` line for the runs of a recording of stream `id` (see USAGE).
+fn locate_line(id: StreamId, runs: &[Run], s: &Summary) -> String {
+    let from = s
+        .first_pattern_offset
+        .map_or_else(|| "none".to_owned(), |o| o.to_string());
+    let mut named: Vec<String> = runs
+        .iter()
+        .take(LOCATE_LINE_RUNS)
+        .map(ToString::to_string)
+        .collect();
+    if runs.len() > LOCATE_LINE_RUNS {
+        named.push(format!("... ({} runs)", runs.len()));
+    }
+    if named.is_empty() {
+        named.push("none".to_owned());
+    }
+    format!(
+        "pattern {id} {} from={from} bytes={} gaps={}/{} repeats={} silence={}/{}in{}/{} other={} runs: {}",
+        if s.is_contiguous() { "contiguous" } else { "broken" },
+        s.pattern_bytes,
+        s.gaps,
+        s.missing_bytes,
+        s.repeated_bytes,
+        s.silence_lead,
+        s.silence_inserted,
+        s.silence_places,
+        s.silence_after,
+        s.other_frames,
+        named.join(", "),
+    )
+}
+
+/// `--locate-pattern`: the line and the exit status (0 contiguous, 1 not, 2 unreadable file).
+fn run_locate(id: StreamId, file: &std::path::Path, frame_bytes: usize) -> ExitCode {
+    let data = match std::fs::read(file) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!(
+                "xen-snd-backend: --locate-pattern: reading {}: {e}",
+                file.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let runs = locate(stream_seed(id), &data, frame_bytes);
+    let summary = summarize(&runs);
+    println!("{}", locate_line(id, &runs, &summary));
+    if summary.is_contiguous() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 fn options(cli: &Cli) -> Result<BackendOptions, String> {
@@ -269,6 +386,11 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Ok(Parsed::Locate {
+            id,
+            file,
+            frame_bytes,
+        }) => run_locate(id, &file, frame_bytes),
         Ok(Parsed::Run(cli)) => match run(&cli) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -339,6 +461,59 @@ mod tests {
     }
 
     #[test]
+    fn locate_line_format() {
+        let id = StreamId::new(1, 0, 0, 1);
+        let runs = [
+            Run::Silence { frames: 1024 },
+            Run::Pattern {
+                file_offset: 4096,
+                pattern_offset: 8192,
+                bytes: 4096,
+            },
+            Run::Silence { frames: 2 },
+            Run::Pattern {
+                file_offset: 8200,
+                pattern_offset: 12_288,
+                bytes: 800,
+            },
+        ];
+        let s = summarize(&runs);
+        assert_eq!(
+            locate_line(id, &runs, &s),
+            "pattern 1/0/0/1 contiguous from=8192 bytes=4896 gaps=0/0 repeats=0 \
+             silence=1024/2in1/0 other=0 runs: silence x1024, @8192+4096, silence x2, @12288+800"
+        );
+        assert_eq!(
+            locate_line(id, &[], &summarize(&[])),
+            "pattern 1/0/0/1 broken from=none bytes=0 gaps=0/0 repeats=0 silence=0/0in0/0 \
+             other=0 runs: none"
+        );
+        let many: Vec<Run> = (0..20u64)
+            .map(|i| {
+                if i % 2 == 0 {
+                    Run::Other { frames: 1 }
+                } else {
+                    Run::Pattern {
+                        file_offset: i * 100,
+                        pattern_offset: i * 1000,
+                        bytes: 96,
+                    }
+                }
+            })
+            .collect();
+        let line = locate_line(id, &many, &summarize(&many));
+        assert!(
+            line.starts_with("pattern 1/0/0/1 broken from=1000 bytes=960 gaps=9/"),
+            "{line}"
+        );
+        assert!(
+            line.contains(" other=10 runs: other x1, @1000+96, "),
+            "{line}"
+        );
+        assert!(line.ends_with(", @11000+96, ... (20 runs)"), "{line}");
+    }
+
+    #[test]
     fn errors_and_help() {
         assert_eq!(parse_args(&args(&["--help"])), Ok(Parsed::Help));
         assert_eq!(parse_args(&args(&["-V"])), Ok(Parsed::Version));
@@ -355,6 +530,53 @@ mod tests {
         assert!(parse_args(&args(&["--print-pattern-sha256", "2/0/0/1"])).is_err());
         assert!(parse_args(&args(&["--print-pattern-sha256", "2/0/1:5"])).is_err());
         assert!(parse_args(&args(&["--print-pattern-sha256", "2/0/0/1:-5"])).is_err());
+        let located = |id: StreamId, file: &str, frame_bytes| {
+            Ok(Parsed::Locate {
+                id,
+                file: PathBuf::from(file),
+                frame_bytes,
+            })
+        };
+        assert_eq!(
+            parse_args(&args(&["--locate-pattern", "2/0/0/1", "/tmp/r.raw"])),
+            located(StreamId::new(2, 0, 0, 1), "/tmp/r.raw", 4)
+        );
+        assert_eq!(
+            parse_args(&args(&[
+                "--locate-pattern=3/1/0/2",
+                "r",
+                "--frame-bytes",
+                "6"
+            ])),
+            located(StreamId::new(3, 1, 0, 2), "r", 6)
+        );
+        assert_eq!(
+            parse_args(&args(&[
+                "--frame-bytes=2",
+                "--locate-pattern",
+                "1/0/0/1",
+                "r"
+            ])),
+            located(StreamId::new(1, 0, 0, 1), "r", 2)
+        );
+        assert!(parse_args(&args(&["--locate-pattern", "1/0/0/1"])).is_err());
+        assert!(parse_args(&args(&["--locate-pattern", "1/0/1", "r"])).is_err());
+        assert!(parse_args(&args(&["--locate-pattern"])).is_err());
+        for bad in ["0", "-1", "x", "1025"] {
+            assert!(
+                parse_args(&args(&[
+                    "--locate-pattern",
+                    "1/0/0/1",
+                    "r",
+                    "--frame-bytes",
+                    bad
+                ]))
+                .is_err(),
+                "--frame-bytes {bad}"
+            );
+        }
+        assert!(parse_args(&args(&["--frame-bytes", "4"])).is_err());
+        assert!(parse_args(&args(&["--locate-pattern", "1/0/0/1", "r", "--volume"])).is_err());
         for opt in [
             "--output-dir",
             "--capture",
@@ -365,6 +587,8 @@ mod tests {
             "--no-require-unique-id",
             "--verbose",
             "--print-pattern-sha256",
+            "--locate-pattern",
+            "--frame-bytes",
             "SIGUSR1",
         ] {
             assert!(USAGE.contains(opt), "help lacks {opt}");

@@ -265,8 +265,16 @@ fn crash_leaves_state_and_restart_writes_5_6_1() {
     let b2 = env.start(opts);
     assert_eq!(rec2.states(key, 3), vec![5, 6, 1]);
     // Frontend (§2.6): tears down on 6/1 and writes 1 (it reads 4 as its own state → change).
+    // The new backend may have seen the frontend's stale 4 before that 1 (libxenbe binds a
+    // frontend it finds Connected, and the old grants are still there): then it is Connected
+    // for a moment and the frontend's 1 is a frontend restart to it (5, 6, 2).
     fe.set_state(1);
-    assert_eq!(rec2.states(key, 1), vec![2]);
+    let first = rec2.states(key, 1);
+    if first == vec![4] {
+        assert_eq!(rec2.states(key, 3), vec![5, 6, 2]);
+    } else {
+        assert_eq!(first, vec![2]);
+    }
     fe.connect(&["0/0", "0/1"]);
     assert_eq!(fe.s(0).request(RequestBody::Close).status, 0);
     b2.shutdown().expect("shutdown");
