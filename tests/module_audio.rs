@@ -79,6 +79,17 @@ pub fn assert_bit_exact(d: &Daemon, expected: &[u8]) {
     }
 }
 
+/// The module's "stopped (…)" line of `node`, once it is in the daemon log (at most 10 s).
+pub fn stop_line(d: &Daemon, node: &str) -> String {
+    wait_for(Duration::from_secs(10), || {
+        d.daemon_log()
+            .lines()
+            .find(|l| l.contains(&format!("{node}: stopped (")))
+            .map(str::to_owned)
+    })
+    .unwrap_or_else(|| d.fail(&format!("no stop line of {node}")))
+}
+
 /// No caught panics or errors from the module.
 pub fn assert_no_errors(d: &Daemon) {
     let log = d.daemon_log();
@@ -116,16 +127,7 @@ fn playback_is_bit_exact_through_the_engine_and_the_sink_drives_the_graph() {
     });
     assert_bit_exact(&d, &expected);
     // The node's own timer drove the cycles; the stream was stopped and closed afterwards.
-    assert!(
-        d.wait_log(&format!("{SINK}: stopped ("), Duration::from_secs(10)),
-        "{}",
-        d.logs()
-    );
-    let log = d.daemon_log();
-    let line = log
-        .lines()
-        .find(|l| l.contains(&format!("{SINK}: stopped (")))
-        .unwrap();
+    let line = stop_line(&d, SINK);
     let driven: u64 = line
         .split('(')
         .nth(2)
@@ -144,29 +146,24 @@ fn playback_is_bit_exact_through_the_engine_and_the_sink_drives_the_graph() {
     assert_no_errors(&d);
 }
 
-/// A backend that answers late (here every response comes 12 ms after its request, OPEN and
-/// START included): the driving sink holds the graph while its stream opens and starts, so the
-/// first quanta of the clip are not dropped, and none later either.
+/// A backend that answers late (every response comes 6 ms after its request, OPEN and START
+/// included): the driving sink holds the graph while its stream opens and starts instead of
+/// running cycles whose data it would drop (without that wait the first cycle's quantum is
+/// dropped: the module counts it, and the test fails).
 #[test]
 fn playback_start_waits_for_a_slow_backend_and_drops_nothing() {
     let _s = serial();
     let d = DaemonBuilder::new()
         .module(&format!(
             "{} log.level = info",
-            world("preset=s16-duplex; misbehave=0/0/0:late-ms=12")
+            world("preset=s16-duplex; misbehave=0/0/0:late-ms=6")
         ))
         .start();
     assert!(wait_for(Duration::from_secs(10), || d.node_id(SINK)).is_some());
     let expected = play_clip(&d, |_| {});
-    assert_bit_exact(&d, &expected);
-    let line = wait_for(Duration::from_secs(10), || {
-        d.daemon_log()
-            .lines()
-            .find(|l| l.contains(&format!("{SINK}: stopped (")))
-            .map(str::to_owned)
-    })
-    .unwrap_or_else(|| d.fail("no stop line"));
+    let line = stop_line(&d, SINK);
     assert!(line.contains(" 0 dropped frames"), "{line}");
+    assert_bit_exact(&d, &expected);
     assert_no_errors(&d);
 }
 
@@ -191,13 +188,7 @@ fn playback_in_follower_mode_is_bit_exact() {
         assert_eq!(d.node_state(SINK).as_deref(), Some("running"));
         assert_eq!(d.node_state("Dummy-Driver").as_deref(), Some("running"));
     });
-    let line = wait_for(Duration::from_secs(10), || {
-        d.daemon_log()
-            .lines()
-            .find(|l| l.contains(&format!("{SINK}: stopped (")))
-            .map(str::to_owned)
-    })
-    .unwrap_or_else(|| d.fail("no stop line"));
+    let line = stop_line(&d, SINK);
     assert!(
         line.contains("(0 driven cycles"),
         "a follower drives nothing: {line}"
