@@ -56,8 +56,9 @@
 //! 19). Underruns reported by the backend's position are counted.
 //!
 //! Capture keeps READ requests in flight ahead of the reader (two periods by default); `read`
-//! returns completed data in order. When the reader lets the buffer fill up, READs stop and an
-//! overrun is counted.
+//! returns completed data in order. When the reader lets the buffer fill up, READs stop; an
+//! overrun is counted once the backend's position passes what was requested (it then holds
+//! captured data the frontend has no room for).
 //!
 //! # Validation
 //!
@@ -1982,9 +1983,15 @@ impl Stream {
                     .map_or(u64::MAX, |sc| sc.start.saturating_sub(self.written)),
             );
             if room == 0 {
-                // Nothing more can be captured until the reader catches up: an overrun (also
-                // when the last free bytes are kept for volume values).
-                if in_flight == 0 && !self.overrun_latched {
+                // Nothing more can be requested until the reader catches up. That is an overrun
+                // once the backend's position passes what was requested: it holds captured data
+                // there is no room for (also when the last free bytes are kept for volume
+                // values). A backend that answers READs ahead of its position (the reference
+                // backend answers at once) merely waits.
+                if in_flight == 0
+                    && !self.overrun_latched
+                    && self.tracker.position_bytes() > self.written
+                {
                     self.overrun_latched = true;
                     bump(&self.stats.overruns);
                 }

@@ -546,7 +546,19 @@ fn capture_reads_ahead_returns_data_in_order_and_counts_overruns() {
         4096,
         "the whole buffer holds unread data"
     );
+    assert_eq!(
+        s.stats().overruns,
+        0,
+        "full, but the backend holds nothing beyond the READs yet"
+    );
+    // The backend's position passes what was requested: it holds data there is no room for.
+    let (requested, _) = s.byte_counters();
+    b.position(requested + 4096);
+    assert!(pump(&mut s, T0));
     assert_eq!(s.stats().overruns, 1, "one overrun episode");
+    b.position(requested + 8192);
+    assert!(pump(&mut s, T0));
+    assert_eq!(s.stats().overruns, 1, "still the same episode");
     assert!(
         b.try_request().is_none(),
         "no READ while the buffer is full"
