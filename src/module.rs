@@ -339,6 +339,7 @@ fn check_stats(st: &Rc<RefCell<State>>) {
     }
     for e in &mut s.nodes {
         e.node.sync_volume();
+        e.node.follow_quantum();
         let stats = e.node.stats();
         if log::enabled_debug() {
             log::debug(&format!(

@@ -260,6 +260,76 @@ impl NodeCore {
         }
     }
 
+    /// The graph's quantum grew past what the automatic buffer toward the backend holds (two
+    /// quanta): restart the stream with a buffer that does, in place (main thread; the port
+    /// stops, closes and opens again on the data thread while the driver waits for it). A
+    /// quantum that shrinks keeps the larger buffer; an explicit `xen.buffer-frames` is kept.
+    fn follow_quantum(&self, s: StreamPtr<'_>) {
+        let quantum = self.quantum().0.max(self.settings.default_quantum.0);
+        self.main.with(|m| {
+            let (Some(started), Some(n), true) = (m.started, m.negotiated, m.streaming) else {
+                return;
+            };
+            let want = format::port_params(
+                n,
+                &self.hw,
+                self.settings.period_frames,
+                self.settings.buffer_frames,
+                quantum,
+            );
+            if want.buffer_frames <= started.buffer_frames
+                || (want.format, want.rate, want.channels)
+                    != (started.format, started.rate, started.channels)
+            {
+                return;
+            }
+            let mut result: Option<Result<(), String>> = None;
+            let res = &mut result;
+            let rc = self.data_loop.invoke(&mut || {
+                *res = self.rt.with(|rt| {
+                    let Some(run) = rt.running.as_mut() else {
+                        return Err("not started".to_owned());
+                    };
+                    run.params = want;
+                    rt.matcher.reset();
+                    rt.port
+                        .start(&want, ffi::monotonic_ns())
+                        .map_err(|e| e.to_string())
+                });
+            });
+            match result {
+                Some(Ok(())) => {
+                    m.started = Some(want);
+                    crate::log::info(&format!(
+                        "{}: graph quantum {quantum}: restarted with a buffer of {} frames (was {})",
+                        self.name, want.buffer_frames, started.buffer_frames
+                    ));
+                    self.report_latency(s, want.buffer_frames);
+                }
+                Some(Err(e)) => crate::log::warn(&format!(
+                    "{}: cannot grow the buffer for quantum {quantum}: {e}",
+                    self.name
+                )),
+                None => crate::log::warn(&format!(
+                    "{}: cannot grow the buffer for quantum {quantum} (invoke {rc})",
+                    self.name
+                )),
+            }
+        });
+    }
+
+    /// Tell PipeWire the latency toward the backend (`SPA_PARAM_Latency`).
+    fn report_latency(&self, s: StreamPtr<'_>, buffer_frames: u32) {
+        if let Some(lat) = format::latency_pod(self.kind, buffer_frames) {
+            if let Some(pod) = lat.pod() {
+                let rc = s.update_params(&[pod]);
+                if rc < 0 {
+                    crate::log::warn(&format!("{}: cannot report latency ({rc})", self.name));
+                }
+            }
+        }
+    }
+
     /// Bring the port in line with the stream: started with the negotiated format while
     /// streaming, stopped otherwise.
     fn reconcile(&self, s: StreamPtr<'_>, m: &mut MainState) -> TimerCmd {
@@ -318,17 +388,7 @@ impl NodeCore {
                         "{}: started {} {} Hz {} ch, buffer {} frames, period {} frames",
                         self.name, p.format, p.rate, p.channels, p.buffer_frames, p.period_frames
                     ));
-                    if let Some(lat) = format::latency_pod(self.kind, p.buffer_frames) {
-                        if let Some(pod) = lat.pod() {
-                            let rc = s.update_params(&[pod]);
-                            if rc < 0 {
-                                crate::log::warn(&format!(
-                                    "{}: cannot report latency ({rc})",
-                                    self.name
-                                ));
-                            }
-                        }
-                    }
+                    self.report_latency(s, p.buffer_frames);
                     if self.settings.driver {
                         cmd = TimerCmd::ArmAt(first);
                     }
@@ -913,6 +973,14 @@ impl Node {
     pub fn sync_volume(&self) {
         if let Some(stream) = &self.stream {
             stream.with_ptr(|s| self.core.sync_volume(s));
+        }
+    }
+
+    /// Grow the buffer toward the backend when the graph's quantum outgrew it (see
+    /// `NodeCore::follow_quantum`). Main thread, periodically.
+    pub fn follow_quantum(&self) {
+        if let Some(stream) = &self.stream {
+            stream.with_ptr(|s| self.core.follow_quantum(s));
         }
     }
 

@@ -167,6 +167,48 @@ fn playback_start_waits_for_a_slow_backend_and_drops_nothing() {
     assert_no_errors(&d);
 }
 
+/// The graph's quantum grows past what the automatic buffer holds (two quanta): within a
+/// second the node restarts its stream toward the backend with a larger buffer and plays on.
+/// The restart costs at most what the backend had queued (the old buffer), nothing after it.
+#[test]
+fn the_buffer_grows_with_the_graph_quantum() {
+    let _s = serial();
+    let d = DaemonBuilder::new()
+        .module(&format!("{} log.level = info", world("preset=s16-duplex")))
+        .start();
+    assert!(wait_for(Duration::from_secs(10), || d.node_id(SINK)).is_some());
+    let expected = play_clip(&d, |d| {
+        let st = d
+            .cmd("pw-metadata")
+            .args(["-n", "settings", "0", "clock.force-quantum", "2048"])
+            .status()
+            .expect("pw-metadata");
+        assert!(st.success(), "pw-metadata: {st}");
+        assert!(
+            d.wait_log(
+                "graph quantum 2048: restarted with a buffer of 4800 frames (was 3840)",
+                Duration::from_secs(10)
+            ),
+            "{}",
+            d.logs()
+        );
+    });
+    let got = wait_for(Duration::from_secs(10), || {
+        let c = clip_of(&d.backend_wav(1));
+        (c.bytes.len() + 3840 * 4 >= expected.len()).then_some(c)
+    })
+    .unwrap_or_else(|| d.fail("the clip did not arrive (more than the old buffer is missing)"));
+    let c = check_capture(&got.bytes, &expected).unwrap_or_else(|e| d.fail(&e));
+    assert!(c.lost <= 3840, "{c:?}");
+    assert!(
+        d.backend_stream("1/0/0/0")
+            .is_some_and(|l| l.contains(" opens 2 ")),
+        "one restart: {:?}",
+        d.backend_stream("1/0/0/0")
+    );
+    assert_no_errors(&d);
+}
+
 /// A follower keeps the fill level it started with (half the buffer): a large buffer gives the
 /// in-process backend's threads room for scheduling delays on a loaded machine. A backend that
 /// still runs dry (its threads are not realtime) plays later from then on: the fill level grows,
