@@ -10,8 +10,8 @@ mod support;
 use std::time::Duration;
 
 use support::{
-    check_capture, clip_of, read_wav_frames, serial, sha256, wait_for, world, write_pattern_wav,
-    Daemon, DaemonBuilder, SINK, SOURCE,
+    check_capture, clip_of, daemon_on_world, read_wav_frames, serial, sha256, wait_for, world,
+    write_pattern_wav, Daemon, DaemonBuilder, SINK, SOURCE,
 };
 
 /// 141 quanta of 1024 frames (after the lead-in): pw-cat drops a trailing partial quantum.
@@ -153,13 +153,10 @@ fn playback_is_bit_exact_through_the_engine_and_the_sink_drives_the_graph() {
 #[test]
 fn playback_start_waits_for_a_slow_backend_and_drops_nothing() {
     let _s = serial();
-    let d = DaemonBuilder::new()
-        .module(&format!(
-            "{} log.level = info",
-            world("preset=s16-duplex; misbehave=0/0/0:late-ms=6")
-        ))
-        .start();
-    assert!(wait_for(Duration::from_secs(10), || d.node_id(SINK)).is_some());
+    let d = daemon_on_world(
+        "preset=s16-duplex; misbehave=0/0/0:late-ms=6",
+        "log.level = info",
+    );
     let expected = play_clip(&d, |_| {});
     let line = stop_line(&d, SINK);
     assert!(line.contains(" 0 dropped frames"), "{line}");
@@ -173,10 +170,7 @@ fn playback_start_waits_for_a_slow_backend_and_drops_nothing() {
 #[test]
 fn the_buffer_grows_with_the_graph_quantum() {
     let _s = serial();
-    let d = DaemonBuilder::new()
-        .module(&format!("{} log.level = info", world("preset=s16-duplex")))
-        .start();
-    assert!(wait_for(Duration::from_secs(10), || d.node_id(SINK)).is_some());
+    let d = daemon_on_world("preset=s16-duplex", "log.level = info");
     let expected = play_clip(&d, |d| {
         let st = d
             .cmd("pw-metadata")
@@ -217,13 +211,10 @@ fn the_buffer_grows_with_the_graph_quantum() {
 #[test]
 fn playback_in_follower_mode_is_bit_exact() {
     let _s = serial();
-    let d = DaemonBuilder::new()
-        .module(&format!(
-            "{} xen.driver = false xen.buffer-frames = 7680 log.level = info",
-            world("preset=s16-duplex")
-        ))
-        .start();
-    assert!(wait_for(Duration::from_secs(10), || d.node_id(SINK)).is_some());
+    let d = daemon_on_world(
+        "preset=s16-duplex",
+        "xen.driver = false xen.buffer-frames = 7680 log.level = info",
+    );
     assert_eq!(d.node_prop(SINK, "node.driver"), None);
     let expected = play_clip(&d, |d| {
         // Mid-clip: the Dummy-Driver drives, our node follows.

@@ -46,6 +46,18 @@ pub fn world(items: &str) -> String {
     )
 }
 
+/// A private daemon with the module on a test world of `items` and the module arguments `args`,
+/// once the world's sink node exists (at most 10 s).
+pub fn daemon_on_world(items: &str, args: &str) -> Daemon {
+    let d = DaemonBuilder::new()
+        .module(&format!("{} {args}", world(items)))
+        .start();
+    if wait_for(Duration::from_secs(10), || d.node_id(SINK)).is_none() {
+        d.fail("the module made no sink node");
+    }
+    d
+}
+
 static IN_PROCESS: Mutex<()> = Mutex::new(());
 
 /// Held while a test runs a daemon: one at a time in this process and machine-wide.
