@@ -29,8 +29,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use xen_access::fake::{wait_readable, FakeXen};
-use xen_access::{Access, DomId, Perm, StoreOps, XenStore};
+use xen_access::fake::{wait_readable, FakeXen, ToolstackDevice};
+use xen_access::{DomId, StoreOps, XenStore};
 use xen_snd_backend::{
     Backend, BackendOptions, Clock, Level, LogRecord, LogWhat, Misbehave, StreamId as BeStreamId,
     StreamStats,
@@ -260,10 +260,6 @@ impl Spec {
     }
 }
 
-fn perm(domid: DomId, access: Access) -> Perm {
-    Perm { domid, access }
-}
-
 /// `/local/domain/1/device/vsnd/<card>`.
 pub fn frontend_dir(card: u32) -> String {
     format!("/local/domain/{GUEST}/device/vsnd/{card}")
@@ -283,48 +279,15 @@ pub fn add_card(
     card: u32,
     config: &[(String, String)],
 ) -> Result<(), WorldError> {
-    let store = world.domain(BACKEND).store();
-    let fe = frontend_dir(card);
-    let be = backend_dir(card);
-    let fe_perms = [perm(GUEST, Access::None), perm(BACKEND, Access::Read)];
-    let be_perms = [perm(BACKEND, Access::None), perm(GUEST, Access::Read)];
-    let mut fe_nodes = vec![
-        (fe.clone(), String::new()),
-        (format!("{fe}/backend"), be.clone()),
-        (format!("{fe}/backend-id"), BACKEND.to_string()),
-        (format!("{fe}/state"), "1".to_owned()),
-    ];
-    for (k, v) in config {
-        fe_nodes.push((format!("{fe}/{k}"), v.clone()));
-    }
-    let be_nodes = [
-        (be.clone(), String::new()),
-        (format!("{be}/frontend"), fe.clone()),
-        (format!("{be}/frontend-id"), GUEST.to_string()),
-        (format!("{be}/online"), "1".to_owned()),
-        (format!("{be}/state"), "1".to_owned()),
-    ];
-    store
-        .transaction(&mut |t: &dyn StoreOps| {
-            for (p, v) in &fe_nodes {
-                t.write(p, v)?;
-                t.set_perms(p, &fe_perms)?;
-                // Intermediate directories (`0`, `0/0`) belong to the guest too.
-                let mut q = p.clone();
-                while let Some(i) = q.rfind('/') {
-                    q.truncate(i);
-                    if q.len() <= fe.len() {
-                        break;
-                    }
-                    t.set_perms(&q, &fe_perms)?;
-                }
-            }
-            for (p, v) in &be_nodes {
-                t.write(p, v)?;
-                t.set_perms(p, &be_perms)?;
-            }
-            Ok(())
-        })
+    let device = ToolstackDevice {
+        frontend: GUEST,
+        backend: BACKEND,
+        kind: "vsnd",
+        dev: card,
+        backend_state: Some("1"),
+    };
+    world
+        .add_device(&device, config)
         .map_err(|source| WorldError::Store {
             what: format!("creating card {card}"),
             source,

@@ -29,6 +29,7 @@ mod faults;
 mod grant;
 mod signal;
 mod store;
+mod toolstack;
 mod tree;
 mod world;
 
@@ -40,6 +41,7 @@ pub use faults::{FaultError, FaultOp, Faults};
 pub use grant::{FakeGrantMap, FakeGrantShare, DEFAULT_GRANT_LIMIT, FIRST_GREF};
 pub use signal::wait_readable;
 pub use store::{FakeStore, TRANSACTION_ATTEMPTS};
+pub use toolstack::ToolstackDevice;
 pub use world::{FakeDomain, FakeXen};
 
 // Ports and grant references must never coincide, and port 0 is never valid.

@@ -12,10 +12,9 @@ use sndif::{
     data_pages, dir_pages, write_directory, Event, EventReader, FormatSet, FrontRing, PcmFormat,
     Request, RequestBody, Response, RingError, SharedMem, TriggerType,
 };
-use xen_access::fake::{wait_readable, FakeDomain, FakeXen};
+use xen_access::fake::{wait_readable, FakeDomain, FakeXen, ToolstackDevice};
 use xen_access::{
-    Access, DomId, EvtchnHandle, GrantShare, GrantedPages, Perm, Port, StoreError, StoreOps,
-    XenStore,
+    DomId, EvtchnHandle, GrantShare, GrantedPages, Port, StoreError, StoreOps, XenStore,
 };
 use xen_snd_backend::{
     Backend, BackendOptions, Clock, DeviceKey, LogRecord, LogWhat, ManualClock, Services,
@@ -50,8 +49,8 @@ pub fn basic_config() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-/// What libxl does for `vsnd = [...]`: both directories in one transaction, with the
-/// permissions of `libxl__device_generic_add`.
+/// What libxl does for `vsnd = [...]` (`FakeXen::add_device`): both directories in one
+/// transaction, with the permissions of `libxl__device_generic_add`.
 pub fn toolstack_add(
     world: &Arc<FakeXen>,
     fe: DomId,
@@ -59,70 +58,15 @@ pub fn toolstack_add(
     be_state: Option<&str>,
     config: &[(&str, &str)],
 ) {
-    let store = world.domain(0).store();
-    let bp = be_path(fe, dev);
-    let fp = fe_path(fe, dev);
-    let fe_perms = [
-        Perm {
-            domid: fe,
-            access: Access::None,
-        },
-        Perm {
-            domid: 0,
-            access: Access::Read,
-        },
-    ];
-    let be_perms = [
-        Perm {
-            domid: 0,
-            access: Access::None,
-        },
-        Perm {
-            domid: fe,
-            access: Access::Read,
-        },
-    ];
-    let mut fe_nodes: Vec<(String, String)> = vec![
-        (fp.clone(), String::new()),
-        (format!("{fp}/backend"), bp.clone()),
-        (format!("{fp}/backend-id"), "0".into()),
-        (format!("{fp}/state"), "1".into()),
-    ];
-    for (k, v) in config {
-        fe_nodes.push((format!("{fp}/{k}"), (*v).to_owned()));
-    }
-    let mut be_nodes: Vec<(String, String)> = vec![
-        (bp.clone(), String::new()),
-        (format!("{bp}/frontend"), fp.clone()),
-        (format!("{bp}/frontend-id"), fe.to_string()),
-        (format!("{bp}/online"), "1".into()),
-    ];
-    if let Some(s) = be_state {
-        be_nodes.push((format!("{bp}/state"), s.to_owned()));
-    }
-    store
-        .transaction(&mut |t: &dyn StoreOps| {
-            for (p, v) in &fe_nodes {
-                t.write(p, v)?;
-                t.set_perms(p, &fe_perms)?;
-            }
-            // Intermediate config directories (e.g. `0`, `0/0`) must be the guest's too.
-            for (p, _) in &fe_nodes {
-                let mut q = p.clone();
-                while let Some(i) = q.rfind('/') {
-                    q.truncate(i);
-                    if q.len() <= fp.len() {
-                        break;
-                    }
-                    t.set_perms(&q, &fe_perms)?;
-                }
-            }
-            for (p, v) in &be_nodes {
-                t.write(p, v)?;
-                t.set_perms(p, &be_perms)?;
-            }
-            Ok(())
-        })
+    let device = ToolstackDevice {
+        frontend: fe,
+        backend: 0,
+        kind: "vsnd",
+        dev,
+        backend_state: be_state,
+    };
+    world
+        .add_device(&device, config)
         .expect("toolstack transaction");
 }
 

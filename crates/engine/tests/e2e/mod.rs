@@ -27,10 +27,10 @@ use std::os::fd::AsRawFd;
 
 use sndif::config::StreamKind;
 use sndif::formats::PcmFormat;
-use xen_access::fake::FakeXen;
+use xen_access::fake::{FakeXen, ToolstackDevice};
 use xen_access::{
-    Access, DomId, EventChannels, EvtchnError, EvtchnHandle, Perm, Port, StoreError, StoreOps,
-    WatchEvent, XenStore,
+    DomId, EventChannels, EvtchnError, EvtchnHandle, Perm, Port, StoreError, StoreOps, WatchEvent,
+    XenStore,
 };
 use xen_snd_backend::{
     Backend, BackendOptions, Clock, DeviceKey, Level, LogRecord, LogWhat, Services as BeServices,
@@ -75,61 +75,16 @@ pub fn be_id(id: StreamId) -> BeStreamId {
 pub fn add_card(world: &Arc<FakeXen>, card: u32, config: &[(&str, &str)]) {
     world.domain(BE);
     world.domain(FE);
-    let fe = fe_dir(card);
-    let be = be_dir(card);
-    let fe_perms = [perm(FE, Access::None), perm(BE, Access::Read)];
-    let be_perms = [perm(BE, Access::None), perm(FE, Access::Read)];
-    let mut fe_nodes: Vec<(String, String)> = vec![
-        (fe.clone(), String::new()),
-        (format!("{fe}/backend"), be.clone()),
-        (format!("{fe}/backend-id"), BE.to_string()),
-        (format!("{fe}/state"), "1".to_owned()),
-    ];
-    for (k, v) in config {
-        fe_nodes.push((format!("{fe}/{k}"), (*v).to_owned()));
-    }
-    // Intermediate directories of the configuration (`0`, `0/0`) belong to the guest too.
-    let mut dirs: Vec<String> = Vec::new();
-    for (p, _) in &fe_nodes {
-        let mut q = p.clone();
-        while let Some(i) = q.rfind('/') {
-            q.truncate(i);
-            if q.len() <= fe.len() {
-                break;
-            }
-            if !dirs.contains(&q) {
-                dirs.push(q.clone());
-            }
-        }
-    }
-    let be_nodes: Vec<(String, String)> = vec![
-        (be.clone(), String::new()),
-        (format!("{be}/frontend"), fe.clone()),
-        (format!("{be}/frontend-id"), FE.to_string()),
-        (format!("{be}/online"), "1".to_owned()),
-        (format!("{be}/state"), "1".to_owned()),
-    ];
-    let store = world.domain(0).store();
-    store
-        .transaction(&mut |t: &dyn StoreOps| {
-            for (p, v) in &fe_nodes {
-                t.write(p, v)?;
-                t.set_perms(p, &fe_perms)?;
-            }
-            for d in &dirs {
-                t.set_perms(d, &fe_perms)?;
-            }
-            for (p, v) in &be_nodes {
-                t.write(p, v)?;
-                t.set_perms(p, &be_perms)?;
-            }
-            Ok(())
-        })
+    let device = ToolstackDevice {
+        frontend: FE,
+        backend: BE,
+        kind: "vsnd",
+        dev: card,
+        backend_state: Some("1"),
+    };
+    world
+        .add_device(&device, config)
         .expect("toolstack transaction");
-}
-
-fn perm(domid: DomId, access: Access) -> Perm {
-    Perm { domid, access }
 }
 
 /// The backend's log records (level Info and more important), for checking state sequences.

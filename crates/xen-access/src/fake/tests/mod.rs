@@ -5,6 +5,7 @@ mod faults;
 mod grant;
 mod kill;
 mod store;
+mod toolstack;
 mod transaction;
 mod watch;
 
