@@ -357,29 +357,13 @@ fn stream_file<R: Read>(
                 break;
             }
             let (report, event) = tick(stream, link, card, signals, TICK)?;
-            match event {
-                Some(Break::Signal(s)) => {
-                    interrupted = Some(s);
+            match again.after_tick(event, stream, link, hash, recovery, &mut pending, &mut pos)? {
+                Next::Go => {}
+                Next::Reopened => continue 'connection,
+                Next::Interrupted(sig) => {
+                    interrupted = Some(sig);
                     break;
                 }
-                Some(Break::Disconnected(why)) => {
-                    match again.recover(
-                        stream,
-                        link,
-                        hash,
-                        recovery,
-                        &mut pending,
-                        &mut pos,
-                        &why,
-                    )? {
-                        None => continue 'connection,
-                        Some(sig) => {
-                            interrupted = Some(sig);
-                            break;
-                        }
-                    }
-                }
-                None => {}
             }
             if report.events > 0 && *stream.state() == StreamState::Running {
                 delay_sum += stream.delay_frames();
@@ -433,29 +417,21 @@ fn stream_file<R: Read>(
                 }
                 let before = stream.stats().underruns;
                 let (_, event) = tick(stream, link, card, signals, TICK)?;
-                match event {
-                    Some(Break::Signal(s)) => {
-                        interrupted = Some(s);
+                match again.after_tick(
+                    event,
+                    stream,
+                    link,
+                    hash,
+                    recovery,
+                    &mut pending,
+                    &mut pos,
+                )? {
+                    Next::Go => {}
+                    Next::Reopened => continue 'connection,
+                    Next::Interrupted(sig) => {
+                        interrupted = Some(sig);
                         break;
                     }
-                    Some(Break::Disconnected(why)) => {
-                        match again.recover(
-                            stream,
-                            link,
-                            hash,
-                            recovery,
-                            &mut pending,
-                            &mut pos,
-                            &why,
-                        )? {
-                            None => continue 'connection,
-                            Some(sig) => {
-                                interrupted = Some(sig);
-                                break;
-                            }
-                        }
-                    }
-                    None => {}
                 }
                 // If this service completed the drain, an underrun it counted is only the end
                 // of the data (the backend ran dry once everything was played): keep the count
@@ -485,6 +461,16 @@ fn stream_file<R: Read>(
     })
 }
 
+/// What a play loop does after a wait on the stream.
+enum Next {
+    /// Carry on.
+    Go,
+    /// The card disconnected and the stream was reopened: start over with it.
+    Reopened,
+    /// A signal came.
+    Interrupted(i32),
+}
+
 /// What a reconnect needs to know.
 struct Again<'a> {
     card: u32,
@@ -496,6 +482,31 @@ struct Again<'a> {
 }
 
 impl Again<'_> {
+    /// What the loops do after a wait on the stream: go on, go on with a reopened stream after a
+    /// disconnect (see [`Again::recover`]), or stop because a signal came.
+    #[allow(clippy::too_many_arguments)]
+    fn after_tick(
+        &self,
+        event: Option<Break>,
+        stream: &mut Stream,
+        link: &mut crate::link::Link,
+        hash: &mut SentHash,
+        recovery: &mut Recovery,
+        pending: &mut Vec<u8>,
+        pos: &mut usize,
+    ) -> Result<Next, CliError> {
+        Ok(match event {
+            None => Next::Go,
+            Some(Break::Signal(sig)) => Next::Interrupted(sig),
+            Some(Break::Disconnected(why)) => {
+                match self.recover(stream, link, hash, recovery, pending, pos, &why)? {
+                    None => Next::Reopened,
+                    Some(sig) => Next::Interrupted(sig),
+                }
+            }
+        })
+    }
+
     /// After a disconnect: counts what the old backend acknowledged and played, queues what it
     /// did not acknowledge to be written again, waits for the card and reopens the stream.
     /// `None`: go on with the reopened stream; `Some(signal)`: a signal ended the wait.
